@@ -1,0 +1,1 @@
+"""cryoframe.geometry."""

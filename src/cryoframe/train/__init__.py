@@ -1,0 +1,1 @@
+"""Training: losses (one per module), momentum encoders, schedules, loops, distributed helpers."""
