@@ -1,1 +1,1 @@
-"""cryoframe.report."""
+"""Plots and the self-contained HTML report."""
