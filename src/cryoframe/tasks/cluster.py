@@ -1,0 +1,124 @@
+"""Unsupervised subtomogram clustering on embeddings: k-means++ and a 2D map (PCA, or UMAP).
+
+Works on any `(N, d)` embedding array. Embeddings are L2-normalised and standardised before
+k-means so that the cosine geometry the encoders are trained with is what the clusters see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryoframe._atomic import atomic_path
+from cryoframe._errors import InputError
+
+__all__ = ["ClusterResult", "cluster_embeddings", "embed_2d", "plot_clusters", "umap_available"]
+
+
+@dataclass
+class ClusterResult:
+    """Output of :func:`cluster_embeddings`."""
+
+    labels: np.ndarray          #: `(N,)` cluster index per sample
+    distances: np.ndarray       #: `(N, k)` distance of each sample to each centre
+    centers: np.ndarray         #: `(k, d)` centres in the standardised embedding space
+    inertia: float              #: k-means objective
+
+
+def _prepare(emb) -> np.ndarray:
+    x = np.asarray(emb, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise InputError(f"embeddings of shape {x.shape}", field="embeddings",
+                         expected="(N, d) with N >= 2")
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return (x - x.mean(0)) / (x.std(0) + 1e-12)
+
+
+def cluster_embeddings(emb, n_clusters: int, seed: int = 0, n_init: int = 10) -> ClusterResult:
+    """k-means++ clustering of `(N, d)` embeddings.
+
+    Parameters
+    ----------
+    emb : array
+        `(N, d)` embeddings.
+    n_clusters : int
+        Number of clusters ``k`` (``2 <= k <= N``).
+    seed : int
+        Seed of the k-means++ initialisation.
+    n_init : int
+        Number of restarts; the best objective is kept.
+
+    Returns
+    -------
+    ClusterResult
+    """
+    from sklearn.cluster import KMeans
+
+    x = _prepare(emb)
+    if not 1 <= n_clusters <= len(x):
+        raise InputError(f"{n_clusters} clusters for {len(x)} samples", field="n_clusters",
+                         expected=f"1..{len(x)}")
+    km = KMeans(n_clusters=n_clusters, init="k-means++", n_init=n_init, random_state=seed).fit(x)
+    return ClusterResult(km.labels_.astype(int), km.transform(x), km.cluster_centers_,
+                         float(km.inertia_))
+
+
+def umap_available() -> bool:
+    """Whether the optional ``umap-learn`` package is installed."""
+    try:
+        import umap  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def embed_2d(emb, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """`(N, d)` embeddings → `(N, 2)` coordinates by ``"pca"`` or ``"umap"`` (needs umap-learn)."""
+    x = _prepare(emb)
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(x)
+    if method == "umap":
+        if not umap_available():
+            raise InputError("umap-learn is not installed", field="method",
+                             expected="'pca', or install umap-learn for 'umap'")
+        import umap
+
+        return umap.UMAP(n_components=2, random_state=seed).fit_transform(x)
+    raise InputError(f"unknown 2D embedding '{method}'", field="method", expected="'pca' or 'umap'")
+
+
+def plot_clusters(coords_2d, labels, path, title: str = "", true_labels=None) -> Path:
+    """Scatter plot of 2D coordinates coloured by cluster (marker by true class if given); PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy = np.asarray(coords_2d)
+    labels = np.asarray(labels)
+    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=120)
+    markers = "os^vD<>ph*"
+    if true_labels is None:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=6)
+    else:
+        true_labels = np.asarray(true_labels)
+        for j, t in enumerate(np.unique(true_labels)):
+            sel = true_labels == t
+            sc = ax.scatter(xy[sel, 0], xy[sel, 1], c=labels[sel], cmap="tab10", s=8,
+                            vmin=labels.min(), vmax=max(labels.max(), 1),
+                            marker=markers[j % len(markers)], label=f"class {t}")
+        ax.legend(fontsize=7, markerscale=1.5)
+    fig.colorbar(sc, ax=ax, label="cluster")
+    ax.set_title(title or f"{labels.max() + 1} clusters")
+    ax.set_xlabel("component 1")
+    ax.set_ylabel("component 2")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
