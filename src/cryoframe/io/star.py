@@ -346,8 +346,8 @@ def poses_from_particles(
             raise InputError(
                 "poses relative to pseudo-subtomogram orientations are not supported", file=file,
                 field=col, expected="absolute rlnAngleRot/Tilt/Psi (rlnTomoSubtomogram* = 0)")
-    angles = torch.as_tensor(df[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]]
-                             .to_numpy(np.float64))
+    angles = torch.tensor(df[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]]
+                          .to_numpy(np.float64, copy=True))
     rotations = relion_euler_to_matrix(angles[:, 0], angles[:, 1], angles[:, 2])
     origin = _origin_angstrom(df, file, pixel_size_angstrom, table)
     shifts = 0.0 - origin + 0.0  # + 0.0 turns -0.0 into 0.0
