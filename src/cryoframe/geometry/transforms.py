@@ -73,12 +73,14 @@ def bspline_coefficients(x: Tensor, ndim: int) -> Tensor:
 def _linear(coef: Tensor, coords: Tensor) -> Tensor:
     """Linear interpolation of `(B, *S)` at index coords `(B, *So, nd)` (zyx), zeros outside."""
     nd = coords.shape[-1]
+    out_shape = coords.shape[:-1]
     sizes = torch.tensor(coef.shape[1:], dtype=coords.dtype, device=coords.device)
     norm = 2 * coords / (sizes - 1).clamp_min(1) - 1
     grid = torch.flip(norm, dims=(-1,))  # grid_sample wants (x, y[, z])
+    grid = grid.reshape(coords.shape[0], -1, *([1] * (nd - 1)), nd)  # (B, N, 1[, 1], nd)
     out = F.grid_sample(coef[:, None], grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=True)
-    return out[:, 0] if nd in (2, 3) else out
+                        align_corners=True)  # (B, 1, N, 1[, 1])
+    return out.reshape(out_shape)
 
 
 def _bspline_weights(t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
