@@ -1,0 +1,15 @@
+"""Fixtures of the particle tests: a small bundled density."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def small_density() -> tuple[np.ndarray, float]:
+    """The bundled 10 Å 3QM1 map (46³), centred."""
+    from cryoframe.simulate.particles2d import centre_density, load_density
+
+    vol, vs = load_density("3QM1")
+    return centre_density(vol), vs
