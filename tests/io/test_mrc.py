@@ -74,6 +74,9 @@ def test_mmap_read_matches_and_is_lazy(tmp_path, vol):
     assert isinstance(out.data, np.memmap)
     assert np.array_equal(np.asarray(out.data), vol)
     assert not out.data.flags.writeable
+    # a single image keeps the same shape whether memory-mapped or loaded
+    pi = write_mrc(tmp_path / "i.mrc", vol[0], 1.0)
+    assert read_mrc(pi, mmap=True).data.shape == read_mrc(pi).data.shape == (10, 8)
 
 
 def test_gzip_read_bundled_map_and_written(tmp_path, vol):

@@ -65,6 +65,9 @@ class MrcHeader:
         True when the header marks a stack of 2D images (``ispg == 0`` and ``nz > 1``).
     data_offset_bytes : int
         Where the data block starts (1024 + extended header).
+    data_shape : tuple of int
+        Shape of the data array as mrcfile returns it (``(ny, nx)`` for a single image with
+        ``ispg`` 0, else ``shape_zyx``).
     """
 
     shape_zyx: tuple[int, int, int]
@@ -74,6 +77,7 @@ class MrcHeader:
     origin_zyx_angstrom: tuple[float, float, float]
     is_image_stack: bool
     data_offset_bytes: int
+    data_shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,7 @@ def read_mrc_header(path: str | Path, _raw: bool = False) -> MrcHeader:
         origin_zyx_angstrom=origin,
         is_image_stack=int(header.ispg) == 0 and nz > 1,
         data_offset_bytes=1024 + ext,
+        data_shape=tuple(int(v) for v in mrcfile.utils.data_shape_from_header(header)),
     )
 
 
@@ -262,9 +267,7 @@ def read_mrc(
                 f"mode {hdr.mode}",
             )
         data: np.ndarray = np.memmap(path, dtype=hdr.dtype, mode="r",
-                                     offset=hdr.data_offset_bytes, shape=hdr.shape_zyx)
-        if hdr.shape_zyx[0] == 1 and not hdr.is_image_stack:
-            data = data[0]
+                                     offset=hdr.data_offset_bytes, shape=hdr.data_shape)
     else:
         try:
             with warnings.catch_warnings():

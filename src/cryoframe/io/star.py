@@ -393,8 +393,9 @@ def particles_with_poses(
     axes = [("Z", 0), ("Y", 1), ("X", 2)] if is_3d else [("Y", 1), ("X", 2)]
     pixel_origins = "rlnOriginX" in df.columns and "rlnOriginXAngst" not in df.columns
     if pixel_origins:
-        px = pixel_size_angstrom if pixel_size_angstrom is not None else \
-            _pixel_size_or_table(table, file)
+        px: Any = pixel_size_angstrom
+        if px is None:
+            px = _table_pixel_size(table, file)
         for a, i in axes:
             df[f"rlnOrigin{a}"] = origin[:, i] / px
     else:
@@ -403,7 +404,8 @@ def particles_with_poses(
     return df
 
 
-def _pixel_size_or_table(table: Any, file: Path | None) -> np.ndarray:
+def _table_pixel_size(table: Any, file: Path | None) -> np.ndarray:
+    """:func:`pixel_size_angstrom` (shadowed by the argument of the same name above)."""
     return pixel_size_angstrom(table, file=file)
 
 
