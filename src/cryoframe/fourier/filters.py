@@ -182,7 +182,8 @@ def hann_ramp_filter(
         Filter values (cycles/px units for the ramp).
     """
     if tilt_axis not in ("y", "x"):
-        raise InputError(f"unknown tilt axis {tilt_axis!r}", field="tilt_axis", expected="'y' or 'x'")
+        raise InputError(f"unknown tilt axis {tilt_axis!r}", field="tilt_axis",
+                         expected="'y' or 'x'")
     shape = tuple(int(s) for s in shape_yx)
     k = fftfreq_grid(shape, rfft=rfft, dtype=torch.float64)
     axis = 1 if tilt_axis == "y" else 0

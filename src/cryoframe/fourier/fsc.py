@@ -72,8 +72,8 @@ def _spectra(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int]
     """rfft products, Hermitian weights and frequency vectors."""
     n = x.shape[-1]
     fx, fy = torch.fft.rfftn(x), torch.fft.rfftn(y)
-    k = fftfreq_grid(x.shape, rfft=True, dtype=torch.float64)  # (..., nd)
-    w = torch.full(fx.shape, 2.0, dtype=torch.float64)
+    k = fftfreq_grid(x.shape, rfft=True, dtype=torch.float64, device=x.device)  # (..., nd)
+    w = torch.full(fx.shape, 2.0, dtype=torch.float64, device=x.device)
     w[..., 0] = 1.0
     if n % 2 == 0:
         w[..., -1] = 1.0
@@ -84,7 +84,7 @@ def _spectra(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int]
 
 def _shell_sums(values: Tensor, shells: Tensor, n_shells: int) -> Tensor:
     keep = shells < n_shells
-    out = torch.zeros(values.shape[0], n_shells, dtype=torch.float64)
+    out = torch.zeros(values.shape[0], n_shells, dtype=torch.float64, device=values.device)
     return out.index_add_(1, shells[keep], values[:, keep])
 
 
@@ -103,7 +103,7 @@ def fsc(a: object, b: object, mask: object | None = None) -> tuple[Tensor, Tenso
     freq_cycles_per_px : Tensor
         `(n // 2 + 1,)` shell frequencies ``s / n``.
     fsc : Tensor
-        `(n // 2 + 1,)` correlations in ``[−1, 1]`` (float64); shell 0 is the DC term.
+        `(n // 2 + 1,)` correlations in ``[−1, 1]`` (float64, CPU); shell 0 is the DC term.
     """
     x, y = _prepare(a, b, mask)
     cross, powers, k, _, n = _spectra(x, y)
@@ -113,7 +113,7 @@ def fsc(a: object, b: object, mask: object | None = None) -> tuple[Tensor, Tenso
     denom = torch.sqrt(sums[1] * sums[2])
     curve = torch.where(denom > 0, sums[0] / denom.clamp_min(1e-300), torch.zeros_like(denom))
     freq = torch.arange(n_shells, dtype=torch.float64) / n
-    return freq, curve
+    return freq, curve.cpu()
 
 
 def fsc_crossing(freq: object, curve: object, threshold: float = 0.143) -> tuple[float, bool]:
@@ -221,7 +221,7 @@ def conical_fsc(
                          expected="0 < angle <= 90 degrees")
     d = (fibonacci_sphere(n_directions, hemisphere=True) if directions_zyx is None
          else as_float_tensor(directions_zyx).to(torch.float64).reshape(-1, 3))
-    d = d / torch.linalg.norm(d, dim=-1, keepdim=True)
+    d = (d / torch.linalg.norm(d, dim=-1, keepdim=True)).to(x.device)
     cross, powers, k, _, n = _spectra(x, y)
     kf = k.reshape(-1, 3)
     kr = torch.linalg.norm(kf, dim=-1)
@@ -230,14 +230,14 @@ def conical_fsc(
     values = torch.cat([cross.flatten()[None], powers.flatten(1)])  # (3, N)
     cos_lim = math.cos(math.radians(half_angle_deg))
     unit = kf / kr.clamp_min(1e-12)[:, None]
-    curves = torch.zeros(d.shape[0], n_shells, dtype=torch.float64)
+    curves = torch.zeros(d.shape[0], n_shells, dtype=torch.float64, device=x.device)
     for i in range(d.shape[0]):
         inside = ((unit @ d[i]).abs() >= cos_lim) | (kr == 0)
         sums = _shell_sums(values[:, inside], shells[inside], n_shells)
         denom = torch.sqrt(sums[1] * sums[2])
         curves[i] = torch.where(denom > 0, sums[0] / denom.clamp_min(1e-300),
                                 torch.zeros_like(denom))
-    return torch.arange(n_shells, dtype=torch.float64) / n, d, curves
+    return torch.arange(n_shells, dtype=torch.float64) / n, d.cpu(), curves.cpu()
 
 
 @dataclass(frozen=True)

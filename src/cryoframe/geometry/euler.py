@@ -59,13 +59,13 @@ def _active_xyz(axis: str, angle_rad: Tensor) -> Tensor:
     return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
 
 
-def _angles(*angles_deg: object) -> list[Tensor]:
+def _angles(*angles_deg: object) -> tuple[list[Tensor], torch.dtype]:
     ts = [as_float_tensor(a) for a in angles_deg]
     dtype = ts[0].dtype
     for t in ts[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
     ts = torch.broadcast_tensors(*[torch.deg2rad(t.to(torch.float64)) for t in ts])
-    return [t for t in ts], dtype  # type: ignore[return-value]
+    return list(ts), dtype
 
 
 def relion_euler_to_matrix(rot_deg: object, tilt_deg: object, psi_deg: object) -> Tensor:

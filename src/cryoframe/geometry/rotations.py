@@ -298,7 +298,9 @@ def frobenius_distance(r1: Tensor, r2: Tensor) -> Tensor:
     return torch.linalg.norm((r1 - r2).flatten(-2), dim=-1)
 
 
-def fibonacci_sphere(n: int, hemisphere: bool = False, dtype: torch.dtype = torch.float64) -> Tensor:
+def fibonacci_sphere(
+    n: int, hemisphere: bool = False, dtype: torch.dtype = torch.float64
+) -> Tensor:
     """Near-uniform unit vectors on the sphere by the golden-angle (Fibonacci) spiral.
 
     Parameters
