@@ -35,3 +35,16 @@ def test_radial_frequency_values():
 def test_bad_shape():
     with pytest.raises(InputError):
         fftfreq_grid((0, 4))
+
+
+def test_read_only_big_endian_numpy_input_is_accepted_without_warnings(recwarn):
+    import numpy as np
+
+    from cryoframe.geometry.transforms import rotate_volumes
+
+    a = np.zeros((8, 8, 8), dtype=">f4")  # as MRC files written on big-endian machines
+    a[4, 4, 5] = 1.0
+    a.flags.writeable = False  # as mrcfile's read-only memory maps
+    out = rotate_volumes(a, torch.eye(3))
+    assert out.dtype == torch.float32 and float(out[4, 4, 5]) == pytest.approx(1.0)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)]

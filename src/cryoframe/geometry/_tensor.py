@@ -17,7 +17,10 @@ def as_float_tensor(x: object, dtype: torch.dtype | None = None) -> Tensor:
     if isinstance(x, Tensor):
         t = x
     elif isinstance(x, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        arr = np.ascontiguousarray(x)
+        if not arr.flags.writeable or arr.dtype.byteorder not in ("=", "|"):
+            arr = np.array(arr, dtype=arr.dtype.newbyteorder("="))  # read-only / big-endian MRC
+        t = torch.from_numpy(arr)
     else:
         t = torch.as_tensor(np.asarray(x, dtype=np.float64))
     if dtype is not None:
