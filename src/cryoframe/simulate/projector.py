@@ -56,13 +56,24 @@ class FourierProjector:
 
     def _sample(self, q: torch.Tensor) -> torch.Tensor:
         """Complex spectrum at `(..., 3)` frequencies (cycles/px, zyx); zero outside."""
+        return self._sample_grid(self._to_grid(q))
+
+    def _to_grid(self, q: torch.Tensor) -> torch.Tensor:
         P = self.padded_size
         idx = q * P + P // 2  # padded-grid index, zyx
-        g = (idx / (P - 1) * 2 - 1).flip(-1)  # grid_sample wants (x, y, z) in [-1, 1]
+        return (idx / (P - 1) * 2 - 1).flip(-1)  # grid_sample wants (x, y, z) in [-1, 1]
+
+    def _grid_rotation(self, R: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """``(A, b)`` with ``grid = A k + b`` = normalised (x, y, z) position of ``Rᵀ k``."""
+        P = self.padded_size
+        scale = 2.0 * P / (P - 1)
+        A = R.transpose(-1, -2).flip(-2) * scale  # rows (x, y, z) of Rᵀ
+        return A, 2.0 * (P // 2) / (P - 1) - 1.0
+
+    def _sample_grid(self, g: torch.Tensor) -> torch.Tensor:
         shp = g.shape[:-1]
-        g = g.reshape(1, -1, 1, 1, 3)
-        out = F.grid_sample(self._ft, g.float(), mode="bilinear", padding_mode="zeros",
-                            align_corners=True)  # (1, 2, M, 1, 1)
+        out = F.grid_sample(self._ft, g.reshape(1, -1, 1, 1, 3).float(), mode="bilinear",
+                            padding_mode="zeros", align_corners=True)  # (1, 2, M, 1, 1)
         out = out.reshape(2, *shp)
         return torch.complex(out[0], out[1])
 
@@ -98,8 +109,23 @@ class FourierProjector:
         spec = spec * torch.polar(torch.ones_like(phase), -2 * torch.pi * phase)
         return torch.fft.ifft2(spec).real
 
-    def volumes_rfft(self, rotations, shifts_zyx_px=None, out_size: int | None = None):
+    def volumes_rfft(self, rotations, shifts_zyx_px=None, out_size: int | None = None,
+                     support=None, weights=None):
         """Half spectra of the rotated, shifted density on an ``n³`` grid.
+
+        Parameters
+        ----------
+        rotations : Tensor
+            `(B, 3, 3)` active zyx rotations.
+        shifts_zyx_px : Tensor, optional
+            `(B, 3)` shifts of the density centre from the box centre (voxels).
+        out_size : int, optional
+            Box edge ``n`` (default ``L``).
+        support : Tensor, optional
+            `(n, n, n//2+1)` bool: only these frequencies are sampled (others are 0), e.g. the
+            measured wedge inside the Nyquist sphere — the cost scales with its size.
+        weights : Tensor, optional
+            `(n, n, n//2+1)` real filter multiplied into the spectrum.
 
         Returns
         -------
@@ -107,18 +133,35 @@ class FourierProjector:
             `(B, n, n, n // 2 + 1)` complex64 ``rfftn`` of volumes centred at ``n // 2``.
         """
         R = torch.as_tensor(rotations, dtype=torch.float32).reshape(-1, 3, 3)
+        B = R.shape[0]
         n = self.size if out_size is None else int(out_size)
         f = torch.fft.fftfreq(n, dtype=torch.float32)
         fr = torch.fft.rfftfreq(n, dtype=torch.float32)
         kz, ky, kx = torch.meshgrid(f, f, fr, indexing="ij")
-        k = torch.stack([kz, ky, kx], -1)  # (n, n, h, 3)
-        q = torch.einsum("bji,dhwj->bdhwi", R, k)
-        spec = self._sample(q)
-        shift = torch.full((R.shape[0], 3), float(n // 2))
+        k = torch.stack([kz, ky, kx], -1).reshape(-1, 3)  # (n·n·h, 3)
+        sel = None
+        if support is not None:
+            sel = torch.as_tensor(support, dtype=torch.bool).reshape(-1).nonzero().squeeze(1)
+            k = k[sel]
+        A, b0 = self._grid_rotation(R)
+        g = torch.baddbmm(torch.full((1, 1, 1), b0), k.expand(B, -1, -1), A.transpose(1, 2))
+        spec = self._sample_grid(g)  # (B, M) = F(Rᵀ k)
+        shift = torch.full((B, 3), float(n // 2))
         if shifts_zyx_px is not None:
             shift = shift + torch.as_tensor(shifts_zyx_px, dtype=torch.float32).reshape(-1, 3)
-        phase = torch.einsum("dhwi,bi->bdhw", k, shift)
-        return spec * torch.polar(torch.ones_like(phase), -2 * torch.pi * phase)
+        phase = (-2 * torch.pi) * (shift @ k.T)  # (B, M)
+        if weights is not None:
+            w = torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
+            mag = (w if sel is None else w[sel]).expand_as(phase)
+        else:
+            mag = torch.ones_like(phase)
+        spec = spec * torch.polar(mag, phase)
+        h = n // 2 + 1
+        if sel is None:
+            return spec.reshape(B, n, n, h)
+        out = torch.zeros((B, n * n * h), dtype=spec.dtype)
+        out[:, sel] = spec
+        return out.reshape(B, n, n, h)
 
     def volumes(self, rotations, shifts_zyx_px=None, out_size: int | None = None) -> torch.Tensor:
         """`(B, n, n, n)` float32 rotated (and shifted) copies of the density."""

@@ -255,7 +255,8 @@ def simulate_tilt_series(
     scheme : {"sequential", "dose_symmetric"}
         Acquisition order (matters for dose).
     drift_std_px : float
-        Standard deviation of the random per-image drift (pixels, per axis); 0 disables.
+        Standard deviation of the random per-image drift (pixels, per axis), relative to the
+        zero-tilt image (which defines the tomogram frame); 0 disables.
     ctf : bool
         Apply a CTF per tilt, defocus drawn uniformly in ``defocus_range_angstrom``
         (RELION sign: positive = underfocus; 3–6 µm by default).
@@ -292,6 +293,7 @@ def simulate_tilt_series(
         imgs = torch.fft.irfft2(spec, s=(H, W))
     drift = rng.normal(0.0, drift_std_px, size=(len(tilts), 2)) if drift_std_px > 0 else np.zeros(
         (len(tilts), 2))
+    drift -= drift[int(np.argmin(np.abs(tilts)))]  # the zero-tilt view defines the frame
     if drift_std_px > 0:
         imgs = apply_drift(imgs, drift)
     if noise_std > 0:
