@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from cryoframe._errors import InputError
 
-__all__ = ["ViT2d", "VIT2D_CONFIGS", "create_vit2d"]
+__all__ = ["ViT2d", "ParticleRanker", "VIT2D_CONFIGS", "create_vit2d"]
 
 #: Keyword arguments of each registered configuration.
 VIT2D_CONFIGS: dict[str, dict[str, Any]] = {
@@ -150,6 +150,26 @@ class ViT2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """`(b, c, h, w)` → head output `(b, num_classes)` (or features when no head)."""
         return self.forward_head(self.forward_features(x))
+
+
+class ParticleRanker(nn.Module):
+    """CryoRanker: encoder + linear head with two logits ``[z₀, z₁]`` (junk, good); the score
+    is ``softmax(z)₁`` (003, eq. 7)."""
+
+    def __init__(self, encoder: ViT2d) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.embed_dim, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """`(b, 1, s, s)` or `(b, s, s)` → logits `(b, 2)`."""
+        feats = self.encoder.forward_head(self.encoder.forward_features(x), pre_logits=True)
+        return self.head(feats)
+
+    @torch.inference_mode()
+    def score(self, x: Tensor) -> Tensor:
+        """`(b, s, s)` or `(b, 1, s, s)` → scores `(b,)` in [0, 1]."""
+        return self(x).softmax(dim=-1)[:, 1]
 
 
 def create_vit2d(name: str = "particle_vit_cpu", **overrides: Any) -> ViT2d:

@@ -52,6 +52,7 @@ __all__ = [
     "simulate_particle_stack",
     "viewing_directions",
     "viewing_direction_classes",
+    "background_ring_normalise",
 ]
 
 
@@ -60,7 +61,9 @@ __all__ = [
 
 
 def load_density(source: str | Path) -> tuple[np.ndarray, float]:
-    """Read a density map: a bundled ID (``"1BXN"``) or an MRC path (``.gz`` allowed).
+    """Read a density: a bundled map ID (``"1BXN"``), an MRC path (``.gz`` allowed), or a bundled
+    structure ID / PDB / mmCIF file (``"7P6Z"``), whose 10 Å density is computed from the atoms by
+    :func:`cryoframe.simulate.density.load_density`.
 
     Returns
     -------
@@ -72,7 +75,15 @@ def load_density(source: str | Path) -> tuple[np.ndarray, float]:
     from cryoframe.data import MAPS_10A, map_path
     from cryoframe.io.mrc import read_mrc
 
+    from cryoframe.data import STRUCTURES
+
     src = str(source)
+    if (src.upper() in STRUCTURES and src.upper() not in MAPS_10A) or src.lower().endswith(
+            (".pdb", ".cif", ".pdb.gz", ".cif.gz", ".ent", ".mmcif")):
+        from cryoframe.simulate.density import load_density as density_from_source
+
+        dm = density_from_source(src)
+        return np.asarray(dm.data, dtype=np.float32), float(dm.voxel_size_angstrom)
     path = map_path(src) if src.upper() in MAPS_10A and not Path(src).exists() else Path(src)
     if not path.exists():
         raise InputError("density map not found", file=path, field="map",
@@ -276,6 +287,35 @@ def project_volume(
             img = torch.fft.fftshift(torch.fft.ifft2(sl).real, dim=(-2, -1))
         out.append(img)
     return torch.cat(out).to(torch.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# normalisation
+
+
+def background_ring_normalise(images: torch.Tensor, bg_radius_fraction: float = 0.75) -> torch.Tensor:
+    """Subtract the mean and divide by σ of the pixels outside the particle circle.
+
+    Parameters
+    ----------
+    images : Tensor
+        `(b, s, s)` images.
+    bg_radius_fraction : float
+        Background = pixels farther than ``bg_radius_fraction · s/2`` from the centre ``s//2``.
+
+    Returns
+    -------
+    Tensor
+        `(b, s, s)` normalised images (background mean 0, σ 1).
+    """
+    s = images.shape[-1]
+    c = torch.arange(s, dtype=torch.float32) - s // 2
+    r = torch.sqrt(c[:, None] ** 2 + c[None, :] ** 2)
+    ring = r > bg_radius_fraction * s / 2
+    vals = images[..., ring]  # (b, n_ring)
+    mean = vals.mean(dim=-1)
+    std = vals.std(dim=-1).clamp_min(1e-6 * (1 + vals.abs().amax(dim=-1)))
+    return (images - mean[:, None, None]) / std[:, None, None]
 
 
 # --------------------------------------------------------------------------------------------

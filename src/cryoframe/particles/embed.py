@@ -1,0 +1,151 @@
+"""Particle encoder checkpoints and batched feature extraction.
+
+Checkpoint format (``torch.save`` of a plain dict, loadable with ``weights_only=True``):
+``{"format": "cryoframe-particle-encoder-v1" | "cryoframe-particle-ranker-v1", "model": name,
+"config": ViT2d kwargs, "state_dict": ..., "meta": {...}}``. The shipped CPU weights live in
+``cryoframe/weights/particle_vit_cpu.pt`` (encoder) and ``particle_ranker_cpu.pt`` (ranker).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cryoframe._errors import InputError
+from cryoframe.models.vit2d import VIT2D_CONFIGS, ViT2d
+
+__all__ = ["shipped_weights", "save_checkpoint", "load_checkpoint", "load_encoder",
+           "embed_images", "embed_star"]
+
+from cryoframe.train.particle_loop import ENCODER_FORMAT, RANKER_FORMAT, save_checkpoint
+
+
+def shipped_weights(kind: str = "encoder") -> Path:
+    """Path of the shipped CPU weights (``kind`` = ``"encoder"`` or ``"ranker"``)."""
+    name = {"encoder": "particle_vit_cpu.pt", "ranker": "particle_ranker_cpu.pt"}.get(kind)
+    if name is None:
+        raise InputError(f"unknown weights kind '{kind}'", field="kind",
+                         expected="'encoder' or 'ranker'")
+    return Path(__file__).resolve().parents[1] / "weights" / name
+
+
+def load_checkpoint(path: str | Path | None, kind: str = "encoder") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (default: the shipped one)."""
+    p = Path(path) if path is not None else shipped_weights(kind)
+    if not p.exists():
+        raise InputError("weights file not found", file=p, field="weights",
+                         expected="a checkpoint from `cryoframe particles pretrain` (or the "
+                         "shipped cryoframe/weights files)")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise InputError(f"cannot read checkpoint ({type(exc).__name__})", file=p,
+                         field="weights", expected="a cryoframe particle checkpoint") from exc
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (ENCODER_FORMAT, RANKER_FORMAT):
+        raise InputError("not a cryoframe particle checkpoint", file=p, field="format",
+                         expected=f"'{ENCODER_FORMAT}' or '{RANKER_FORMAT}'")
+    ckpt["path"] = str(p)
+    return ckpt
+
+
+def _encoder_from(ckpt: dict[str, Any]) -> ViT2d:
+    cfg = {**VIT2D_CONFIGS.get(ckpt.get("model", ""), {}), **ckpt.get("config", {})}
+    cfg["num_classes"] = 0
+    return ViT2d(**cfg)
+
+
+def load_encoder(path: str | Path | None = None) -> ViT2d:
+    """Encoder (eval mode) from an encoder or ranker checkpoint (default: shipped encoder)."""
+    ckpt = load_checkpoint(path, "encoder")
+    model = _encoder_from(ckpt)
+    state = ckpt["state_dict"]
+    if ckpt["format"] == RANKER_FORMAT:
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+@torch.inference_mode()
+def embed_images(model: nn.Module, images: torch.Tensor, batch_size: int = 512,
+                 progress: bool = False) -> torch.Tensor:
+    """Frozen features of prepared images.
+
+    Parameters
+    ----------
+    model : ViT2d
+        Encoder.
+    images : Tensor
+        `(n, s, s)` prepared images (see :func:`cryoframe.particles.stack.prepare_images`).
+    batch_size : int
+        Images per forward pass.
+    progress : bool
+        Show a rich progress bar.
+
+    Returns
+    -------
+    Tensor
+        `(n, d)` float32 class-token features.
+    """
+    model.eval()
+    out = []
+    rng = range(0, images.shape[0], batch_size)
+    if progress:
+        from rich.progress import track
+
+        rng = track(rng, description="embedding", total=len(rng))
+    for i in rng:
+        x = images[i:i + batch_size].to(torch.float32)
+        out.append(model.forward_head(model.forward_features(x[:, None]), pre_logits=True))
+    if not out:
+        return torch.empty(0, getattr(model, "embed_dim", 0))
+    return torch.cat(out)
+
+
+def embed_star(star: str | Path, out: str | Path, weights: str | Path | None = None,
+               batch_size: int = 512, phase_flip: bool = False, contrast: str = "auto",
+               progress: bool = True) -> dict[str, Any]:
+    """Features of every particle of a STAR file, written as ``out`` (``.npy``, `(n, d)` in
+    STAR order) plus ``<out>.json`` (model, counts, timing).
+
+    Returns
+    -------
+    dict
+        ``n``, ``dim``, ``seconds``, ``particles_per_s``, ``contrast_sign``.
+    """
+    import json
+
+    from cryoframe._atomic import atomic_path, atomic_write_text
+    from cryoframe.particles.stack import contrast_sign, iter_particle_batches, read_particle_table
+
+    model = load_encoder(weights)
+    table = read_particle_table(star)
+    t0 = time.perf_counter()
+    sign = contrast_sign(table, contrast, target_size_px=model.img_size, phase_flip=phase_flip)
+    feats = np.zeros((len(table), model.embed_dim), dtype=np.float32)
+    batches = iter_particle_batches(table, batch_size, model.img_size, phase_flip, sign=sign)
+    if progress:
+        from rich.progress import track
+
+        batches = track(batches, description="embedding",
+                        total=-(-len(table) // batch_size))
+    for b in batches:
+        feats[b.rows] = embed_images(model, b.images, batch_size).numpy()
+    dt = time.perf_counter() - t0
+    out = Path(out)
+    if out.suffix != ".npy":
+        out = out.with_suffix(".npy")
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, feats)
+    info = {"star": str(star), "n": len(table), "dim": int(model.embed_dim),
+            "weights": str(weights or shipped_weights("encoder")), "contrast_sign": sign,
+            "phase_flip": phase_flip, "seconds": round(dt, 3),
+            "particles_per_s": round(len(table) / max(dt, 1e-9), 1)}
+    atomic_write_text(out.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
+    return {**info, "features": out}
