@@ -103,7 +103,8 @@ def sample_at(x: Tensor, coords_px: Tensor, order: Order = "linear") -> Tensor:
     Parameters
     ----------
     x : Tensor
-        `(B, *S)` real arrays with ``len(S)`` = 2 (yx) or 3 (zyx).
+        `(B, *S)` real arrays with ``len(S)`` = 2 (yx) or 3 (zyx); ``B`` may be 1 with any
+        number of coordinate batches (the array is then shared, not copied).
     coords_px : Tensor
         `(B, *So, nd)` sampling positions in voxel index units, zyx (or yx) order.
     order : {"linear", "cubic"}
@@ -118,6 +119,12 @@ def sample_at(x: Tensor, coords_px: Tensor, order: Order = "linear") -> Tensor:
     if nd not in (2, 3) or x.dim() != nd + 1:
         raise InputError(f"cannot sample {x.dim() - 1}-D arrays at {nd}-D coordinates",
                          field="coords", expected="2D or 3D arrays with matching coordinates")
+    if x.shape[0] == 1 and coords_px.shape[0] > 1:  # one array, many coordinate sets
+        flat = coords_px.reshape(1, -1, nd)
+        return sample_at(x, flat, order).reshape(coords_px.shape[:-1])
+    if x.shape[0] != coords_px.shape[0]:
+        raise InputError(f"batch sizes differ: {x.shape[0]} arrays, {coords_px.shape[0]} "
+                         "coordinate sets", field="coords", expected="equal or 1 array")
     if order == "linear":
         return _linear(x, coords_px)
     if order != "cubic":
@@ -179,8 +186,6 @@ def rotate_volumes(vol: Tensor, rotations: Tensor, order: Order = "linear") -> T
     src = torch.einsum("dhwi,bij->bdhwj", x, r3) + centre  # (B', D, H, W, 3)
     if src.shape[0] != b:
         src = src.expand(b, *src.shape[1:])
-    if v4.shape[0] != b:
-        v4 = v4.expand(b, *shape)
     out = sample_at(v4.contiguous(), src, order)
     return out[0] if squeeze else out
 
@@ -225,8 +230,6 @@ def rotate_images(img: Tensor, angles_rad: Tensor | float, order: Order = "linea
     src = torch.einsum("hwi,bij->bhwj", x, r) + centre
     if src.shape[0] != b:
         src = src.expand(b, *src.shape[1:])
-    if im3.shape[0] != b:
-        im3 = im3.expand(b, *shape)
     out = sample_at(im3.contiguous(), src, order)
     return out[0] if squeeze else out
 
