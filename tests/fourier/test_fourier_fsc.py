@@ -108,7 +108,7 @@ def test_conical_fsc_and_cfar_isotropic_vs_wedge():
     assert torch.allclose(curves[:, 3:], torch.ones_like(curves[:, 3:]))
     assert ((curves[:, :3] == 0) | ((curves[:, :3] - 1).abs() < 1e-12)).all()
     iso = cfar(a, b)
-    assert iso.cfar > 0.8  # measured 0.87 with these seeds
+    assert iso.cfar > 0.75  # measured 0.81 with these seeds (cone-to-cone noise keeps it < 1)
     # half maps that miss a ±40° wedge of information (signal only inside the tilt range)
     w = missing_wedge_mask((n, n, n), -40, 40, rfft=True, dtype=D)
     sw = torch.fft.irfftn(torch.fft.rfftn(s) * w, s=(n, n, n))

@@ -13,7 +13,10 @@ frequency is interpolated linearly between shells ``s − 1`` and ``s``, and res
 **Nyquist-limited**: :func:`fsc_crossing` says so and :func:`resolution_at` returns the
 Nyquist resolution ``2 × pixel_size`` as an upper bound on the true figure.
 
-cFAR (conical FSC area ratio, after cryoSPARC's Orientation Diagnostics, v4.4+)::
+cFAR (conical FSC area ratio, after cryoSPARC's Orientation Diagnostics job, v4.4+,
+https://guide.cryosparc.com/processing-data/all-job-types-in-cryosparc/utilities/job-orientation-diagnostics:
+a ratio of areas under conical FSC curves of the half maps, in [0, 1], < 0.5 flags
+preferred orientation)::
 
     area_d = Σ_{1 ≤ s ≤ s*} max(cFSC_d(s), 0) / n          for each cone axis d
     cFAR   = min_d area_d / mean_d area_d                    ∈ [0, 1]
@@ -22,8 +25,9 @@ where ``cFSC_d`` is the FSC restricted to a cone of half-angle ``half_angle_deg`
 (Friedel symmetry), the axes are Fibonacci points on a hemisphere, and ``s*`` is the shell
 where the global FSC crosses the threshold (Nyquist if it never does). cFAR is 1 for
 perfectly isotropic half maps and approaches 0 when some direction carries no signal;
-cryoSPARC flags cFAR < 0.5 as preferred orientation. This is our implementation of the
-published description, not a bit-for-bit copy of cryoSPARC.
+Defaults (20° cones, 0.143) follow that description. This is our implementation of the
+published description, not a bit-for-bit copy of cryoSPARC; values agree in meaning (1 =
+isotropic, < 0.5 anisotropic), not necessarily to the digit.
 """
 
 from __future__ import annotations
