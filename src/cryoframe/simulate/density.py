@@ -205,7 +205,7 @@ def density_from_structure(source, *, chains=None, **kwargs) -> DensityMap:
     from cryoframe.io.structures import read_structure
 
     path = structure_path(source) if str(source).upper() in STRUCTURES else Path(source)
-    atoms = read_structure(path, chains=chains)
+    atoms = read_structure(path, chains=chains, waters=False)
     prov = {"source": str(source), "file": Path(path).name}
     return density_from_atoms(atoms.coords_zyx_angstrom, atoms.elements,
                               occupancies=getattr(atoms, "occupancies", None),
@@ -220,7 +220,8 @@ def load_density(
     Bundled structures (``cryoframe.data.STRUCTURES``) and model files are simulated with
     :func:`density_from_atoms`; bundled maps (``MAPS_10A``, e.g. ``"4CR2"``) and ``.mrc``/``.map``
     files are read, padded to a cube, Fourier-resampled to ``voxel_size_angstrom`` if needed,
-    normalised to unit maximum and thresholded.
+    normalised to unit maximum and thresholded (model-only keyword arguments such as
+    ``resolution_angstrom`` do not apply to maps and are ignored for them).
     """
     from cryoframe.data import MAPS_10A, STRUCTURES, map_path
 

@@ -103,7 +103,7 @@ def ground_truth_boxes(densities, table: pd.DataFrame, box_size_px: int = 32) ->
     out = torch.zeros((len(table), L, L, L), dtype=torch.float32)
     cls = table["class_id"].to_numpy()
     R = torch.as_tensor(rotations_of(table).copy(), dtype=torch.float32)
-    off = torch.as_tensor(table[["offset_z_px", "offset_y_px", "offset_x_px"]].to_numpy(),
+    off = torch.as_tensor(table[["offset_z_px", "offset_y_px", "offset_x_px"]].to_numpy().copy(),
                           dtype=torch.float32)
     for c in np.unique(cls):
         d = densities[int(c)]

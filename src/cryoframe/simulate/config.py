@@ -1,0 +1,123 @@
+"""Frozen pydantic configurations of CryoEngine runs (data only; defaults follow App. C)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+from cryoframe._errors import InputError
+
+__all__ = ["DensityConfig", "TomogramConfig", "FastPathConfig", "SubtomogramDatasetConfig",
+           "load_config"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DensityConfig(_Frozen):
+    """Atomic model → density map."""
+
+    voxel_size_angstrom: PositiveFloat = 10.0
+    fine_voxel_angstrom: PositiveFloat = 2.0
+    resolution_angstrom: float = Field(30.0, ge=0)
+    threshold_fraction: float = Field(0.005, ge=0, lt=1)
+
+
+class TomogramConfig(_Frozen):
+    """Scene, tilt series, alignment, reconstruction and extraction (full path)."""
+
+    shape_zyx_px: tuple[PositiveInt, PositiveInt, PositiveInt] = (200, 500, 500)
+    box_size_px: PositiveInt = 32
+    margin_px: float = Field(3.0, ge=0)
+    n_particles: PositiveInt | None = None
+    occupancy: float = Field(0.1, gt=0, lt=1)
+    tilt_min_deg: float = Field(-60.0, ge=-90, le=90)
+    tilt_max_deg: float = Field(60.0, ge=-90, le=90)
+    tilt_step_deg: PositiveFloat = 2.0
+    scheme: Literal["sequential", "dose_symmetric"] = "sequential"
+    drift_std_px: float = Field(0.5, ge=0)
+    ctf: bool = False
+    defocus_min_angstrom: PositiveFloat = 30000.0
+    defocus_max_angstrom: PositiveFloat = 60000.0
+    voltage_kv: PositiveFloat = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = Field(0.07, ge=0, le=1)
+    dose_per_tilt_e_per_a2: float = Field(0.0, ge=0)
+    noise_stage: Literal["subtomogram", "tilt"] = "subtomogram"
+    align: bool = True
+    refine_tilt_axis: bool = False
+    cosine_weighting: bool = True
+    offset_max_px: float = Field(1.0, ge=0)
+    min_separation_px: float = Field(17.0, ge=0)
+    mask_threshold: float = Field(0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TomogramConfig:
+        if self.tilt_min_deg > self.tilt_max_deg:
+            raise ValueError("tilt_min_deg must be <= tilt_max_deg")
+        if self.defocus_min_angstrom > self.defocus_max_angstrom:
+            raise ValueError("defocus_min_angstrom must be <= defocus_max_angstrom")
+        return self
+
+
+class FastPathConfig(_Frozen):
+    """Per-particle fast path (no tomogram)."""
+
+    tilt_min_deg: float = Field(-60.0, ge=-90, le=90)
+    tilt_max_deg: float = Field(60.0, ge=-90, le=90)
+    wbp_weighting: bool = True
+    cosine_weighting: bool = True
+    b_factor_angstrom2: float = Field(0.0, ge=0)
+    offset_max_px: float = Field(1.0, ge=0)
+
+
+class SubtomogramDatasetConfig(_Frozen):
+    """A subtomogram dataset: classes × subtomograms per class, full or fast path."""
+
+    structures: list[str] = Field(default_factory=lambda: ["3J9I", "4V4R_30S"])
+    n_per_class: PositiveInt = 64
+    path: Literal["full", "fast"] = "fast"
+    snrs: list[PositiveFloat] = Field(default_factory=lambda: [100.0, 0.1, 0.05, 0.03, 0.01])
+    seed: int = 0
+    unit_size: PositiveInt = 64
+    density: DensityConfig = DensityConfig()
+    tomogram: TomogramConfig = TomogramConfig()
+    fast: FastPathConfig = FastPathConfig()
+
+
+def load_config(cls, path: str | Path | None = None, **overrides):
+    """YAML file (optional) → flag overrides (None values ignored) → validated frozen config.
+
+    Nested keys are given as ``"tomogram.ctf"``-style names or ``tomogram__ctf`` keywords.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise InputError("config file not found", file=p)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"invalid YAML: {exc}", file=p) from None
+        if not isinstance(data, dict):
+            raise InputError("config must be a mapping", file=p)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        parts = key.replace("__", ".").split(".")
+        d = data
+        for part in parts[:-1]:
+            d = d.setdefault(part, {})
+        d[parts[-1]] = value
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError(err["msg"], file=path, field=".".join(str(x) for x in err["loc"]),
+                         expected=None) from None
