@@ -56,6 +56,14 @@ def test_asymmetric_range_and_axis_x():
     assert torch.equal(sym_x, sym_y.transpose(1, 2))
 
 
+def test_tilt_axis_is_always_measured_even_for_a_range_excluding_zero():
+    n = 16
+    for axis, idx in (("y", (0, 3, 0)), ("x", (0, 0, 3))):
+        m = missing_wedge_mask((n, n, n), 10, 60, tilt_axis=axis)
+        assert m[0, 0, 0] == 1 and m[idx] == 1
+        assert m[0, 0, 3] + m[0, 3, 0] == 1  # the zero-tilt direction ⊥ axis is not
+
+
 def test_rfft_layout_and_full_range():
     shape = (16, 18, 20)
     full = missing_wedge_mask(shape, -45, 55)

@@ -99,4 +99,6 @@ def missing_wedge_mask(
     inside = (alpha >= tilt_min_deg - eps) & (alpha <= tilt_max_deg + eps)
     if tilt_min_deg <= -90.0 + eps:  # −90° and +90° are the same plane (α is folded to +90)
         inside |= alpha >= 90.0 - eps
+    perp = 2 if tilt_axis == "y" else 1  # in-plane axis perpendicular to the tilt axis
+    inside |= (k[..., 0] == 0) & (k[..., perp] == 0)  # tilt axis (and DC): in every plane
     return inside.to(dtype)
