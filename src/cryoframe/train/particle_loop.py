@@ -6,7 +6,9 @@
   included), normalised like real data (background ring).
 * :func:`pretrain_moco` — MoCo v3 with AdamW, linear warm-up + cosine learning rate, momentum
   0.99 raised to 1 along a cosine; checkpointed every ``checkpoint_every`` steps and resumable
-  (model, optimiser, step and RNG state), stops cleanly at a wall-time limit.
+  (model, optimiser, step, elapsed time and RNG state). With a wall-time limit the schedules
+  follow whichever of step fraction and time fraction is larger, so a run cut by the limit has
+  still warmed up, annealed and stopped cleanly.
 * :func:`finetune_ranker` — full-network fine-tuning of encoder + two-logit head with
   ``L_CE + L_MR`` (eq. 7–11, α = 0.7, Δ = 0.2), rotation + intensity augmentation only
   (cropping would fake the off-centre defect).
@@ -173,6 +175,15 @@ class PretrainConfig:
     checkpoint_every: int = 25
 
 
+def _progress(step: int, steps: int, elapsed_s: float, max_minutes: float | None) -> float:
+    """Training progress in [0, 1]: the step fraction, or the wall-time fraction if larger, so a
+    time-limited run still warms up, anneals and stops with a finished schedule."""
+    frac = step / max(steps, 1)
+    if max_minutes is not None:
+        frac = max(frac, elapsed_s / (60.0 * max_minutes))
+    return min(frac, 1.0)
+
+
 def _save(path: Path, payload: dict[str, Any]) -> None:
     from cryoframe._atomic import atomic_path
 
@@ -205,7 +216,7 @@ def pretrain_moco(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    step, losses = 0, []
+    step, losses, elapsed_before = 0, [], 0.0
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -213,6 +224,7 @@ def pretrain_moco(
         opt.load_state_dict(state["opt"])
         gen.set_state(state["rng"])
         step, losses = int(state["step"]), list(state["losses"])
+        elapsed_before = float(state.get("elapsed_s", 0.0))
         if log:
             log(f"resumed from {ckpt_path} at step {step}")
     n = images.shape[0]
@@ -223,15 +235,19 @@ def pretrain_moco(
         if ckpt_path is not None:
             _save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),
                               "rng": gen.get_state(), "step": step, "losses": losses,
+                              "elapsed_s": elapsed_before + time.perf_counter() - t0,
                               "config": asdict(cfg)})
 
     model.train()
     while step < cfg.steps:
-        if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
+        frac = _progress(step, cfg.steps, elapsed_before + time.perf_counter() - t0,
+                         cfg.max_minutes)
+        if frac >= 1.0:
             if log:
                 log(f"time limit reached at step {step}")
             break
-        lr = warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.lr)
+        virtual = int(frac * cfg.steps)  # schedules follow steps or wall time, whichever leads
+        lr = warmup_cosine(virtual, cfg.steps, cfg.warmup_steps, cfg.lr)
         for g in opt.param_groups:
             g["lr"] = lr
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
@@ -241,7 +257,7 @@ def pretrain_moco(
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
-        model.update_momentum(cosine_momentum(step, cfg.steps, cfg.momentum))
+        model.update_momentum(cosine_momentum(virtual, cfg.steps, cfg.momentum))
         losses.append(float(out["loss"].detach()))
         step += 1
         if log and (step % 10 == 0 or step == 1):
@@ -304,12 +320,13 @@ def finetune_ranker(
     n = images.shape[0]
     step = 0
     while step < cfg.steps:
-        if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
+        frac = _progress(step, cfg.steps, time.perf_counter() - t0, cfg.max_minutes)
+        if frac >= 1.0:
             if log:
                 log(f"ranker: time limit reached at step {step}")
             break
         for g, b in zip(opt.param_groups, base):
-            g["lr"] = warmup_cosine(step, cfg.steps, cfg.warmup_steps, b)
+            g["lr"] = warmup_cosine(int(frac * cfg.steps), cfg.steps, cfg.warmup_steps, b)
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         x = aug(images[idx][:, None], gen)
         out = cryoranker_loss(ranker(x), scores[idx], cfg.alpha, cfg.margin)
