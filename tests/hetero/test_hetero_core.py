@@ -160,6 +160,13 @@ def test_decoders_paper_sizes_start_at_template_and_train():
     assert 33_000 < count_weights(gnn) < 37_000  # paper: 35k
     assert 27_000 < count_weights(mlp) < 31_000  # paper: 30k
     z = LatentTable(5)(torch.arange(5)).detach()
+    with torch.no_grad():  # fast sparse propagation == GCNConv's own message passing
+        for p in gnn.parameters():
+            p.normal_(std=0.3)
+        torch.testing.assert_close(gnn.displacements(z), gnn.displacements(z, pyg_propagate=True),
+                                   rtol=1e-4, atol=1e-5)
+        assert gnn.displacements(z).abs().max() > 0.1
+    gnn = GCNDecoder(x0, edges)
     for dec in (gnn, mlp):
         out = dec(z)
         assert out.shape == (5, n, 3) and torch.equal(out, x0.expand(5, -1, -1))

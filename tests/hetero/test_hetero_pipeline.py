@@ -13,7 +13,8 @@ from cryoframe.geometry.rotations import so3_grid
 from cryoframe.hetero.ensemble import load_ensemble, load_template
 from cryoframe.hetero.forward import ResidueForwardModel
 from cryoframe.hetero.images import ImagingConfig, ctf_stack, simulate_images
-from cryoframe.hetero.poses import bin_images, expected_discrepancy, grid_search
+from cryoframe.hetero.poses import (bin_images, coarse_to_fine_search, expected_discrepancy,
+                                    grid_search)
 from cryoframe.hetero.rmsd import kabsch_rmsd
 
 
@@ -78,6 +79,15 @@ def test_grid_search_recovers_pose_and_measure_concentrates(adk):
     idx, d = grid_search(model, x, bin_images(y, 2), ctf_bin, grid, j0=5, bin_factor=2)
     assert torch.equal(idx[:, 0], truth_idx)
     assert bool((d[:, 0] <= d[:, 1]).all())
+    # two-level search lands on the exact fine-grid pose (noise-free images)
+    fine = so3_grid(15.0)
+    fine_idx = torch.tensor([123, 2500])
+    with torch.no_grad():
+        y2 = model(x, fine[fine_idx], ctf)
+    levels = {2: ctf_bin, 1: ctf}
+    idx2, _ = coarse_to_fine_search(model, x, y2, levels, grid, fine, j0=5, coarse_bin=2,
+                                    fine_bin=1, n_coarse=3, n_neighbours=30)
+    assert torch.equal(idx2[:, 0], fine_idx)
     loss, w = expected_discrepancy(model, x, y, ctf, grid[idx])
     assert bool((w[:, 0] == w.max(dim=1).values).all())
     torch.testing.assert_close(w.sum(1), torch.ones(2))
@@ -86,12 +96,12 @@ def test_grid_search_recovers_pose_and_measure_concentrates(adk):
 def test_cli_simulate_train_evaluate(tmp_path):
     data_dir, run = tmp_path / "data", tmp_path / "run"
     assert main(["hetero", "simulate", "--out", str(data_dir), "--n-per-conformation", "1",
-                 "--box-px", "32", "--pixel-size", "4.0", "--seed", "3"]) == 0
+                 "--box-px", "32", "--pixel-size", "4.0", "--seed", "3", "--stride", "7"]) == 0
     assert (data_dir / "particles.star").exists() and (data_dir / "particles.mrcs").exists()
     assert main(["hetero", "train", str(data_dir), "--out", str(run), "--decoder", "mlp",
-                 "--epochs", "2", "--batch-size", "49"]) == 0
+                 "--epochs", "2", "--batch-size", "8"]) == 0
     assert main(["hetero", "train", str(data_dir), "--out", str(run), "--decoder", "mlp",
-                 "--epochs", "3", "--batch-size", "49", "--resume"]) == 0
+                 "--epochs", "3", "--batch-size", "8", "--resume"]) == 0
     state = torch.load(run / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
     assert main(["hetero", "evaluate", str(run), "--n-models", "5"]) == 0
@@ -100,7 +110,7 @@ def test_cli_simulate_train_evaluate(tmp_path):
     from cryoframe.io.star import read_particles
 
     table = read_particles(run / "particles_hetero.star").particles
-    assert len(table) == 98 and "rlnCryoframeLatent8" in table.columns
+    assert len(table) == 14 and "rlnCryoframeLatent8" in table.columns
     rmsd = table["rlnCryoframeRmsdAngst"].to_numpy()
     assert 0.3 < rmsd.mean() < 8.0  # 3 epochs barely move off the template (≈ 4.5 Å)
     assert (run / "latents.png").stat().st_size > 1000

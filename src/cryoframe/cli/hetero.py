@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         template: str = typer.Option("1AKE", help="Template: bundled ID or PDB/mmCIF path."),
         chain: str = typer.Option("A", help="Template chain."),
         n_per_conformation: int = typer.Option(10, help="Images per conformation."),
+        stride: int = typer.Option(1, help="Use every stride-th frame of the trajectory."),
         box_px: int = typer.Option(64, help="Image size (px)."),
         pixel_size_angstrom: float = typer.Option(2.0, "--pixel-size", help="Pixel size (Å)."),
         dose: float = typer.Option(100.0, help="Dose (e/Å²) setting the shot noise."),
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
             top, trj = topology_file, trajectory_file
         else:
             top, trj = trajectory_paths(trajectory)
-        ens = load_ensemble(top, trj, tmpl)
+        ens = load_ensemble(top, trj, tmpl, stride=stride)
         cfg = ImagingConfig(box_px=box_px, pixel_size_angstrom=pixel_size_angstrom,
                             dose_e_per_angstrom2=dose, snr=snr,
                             defocus_mean_angstrom=defocus_um * 1e4,
@@ -90,7 +91,7 @@ def register(app: typer.Typer) -> None:
         no_r2: bool = typer.Option(False, "--no-r2", help="Switch off the R2 regulariser."),
         epochs: int = typer.Option(100, help="Epochs."),
         batch_size: int = typer.Option(64, help="Mini-batch size."),
-        grid_step_deg: float = typer.Option(20.0, help="ESL SO(3) grid step (degrees)."),
+        grid_step_deg: float = typer.Option(10.0, help="ESL SO(3) grid step (degrees)."),
         seed: int = typer.Option(0, help="Seed of initialisation and batching."),
         resume: bool = typer.Option(False, "--resume", help="Continue from out/checkpoint.pt."),
     ) -> None:

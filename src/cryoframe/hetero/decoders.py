@@ -79,13 +79,40 @@ class GCNDecoder(nn.Module):
         self.out = nn.Linear(channels, 3)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        self._adjacency: Tensor | None = None
 
-    def displacements(self, z: Tensor) -> Tensor:
-        """`(b, d)` latents → `(b, n_res, 3)` displacements Δ (Å)."""
-        h = torch.relu(self.embed(z)).reshape(z.shape[0], self.n_res, self.channels)
+    def adjacency(self) -> Tensor:
+        """`(n_res, n_res)` sparse ``D^{-1/2}(A + I)D^{-1/2}``, GCNConv's own normalisation."""
+        if self._adjacency is None or self._adjacency.device != self.template.device:
+            from torch_geometric.nn.conv.gcn_conv import gcn_norm
+
+            ei, w = gcn_norm(self.edge_index, None, self.n_res, add_self_loops=True)
+            self._adjacency = torch.sparse_coo_tensor(
+                torch.stack([ei[1], ei[0]]), w, (self.n_res, self.n_res),
+                check_invariants=True).coalesce()  # row = target node, col = source node
+        return self._adjacency
+
+    def displacements(self, z: Tensor, pyg_propagate: bool = False) -> Tensor:
+        """`(b, d)` latents → `(b, n_res, 3)` displacements Δ (Å).
+
+        Each layer is ``X ← X + ReLU(Â X W + b)`` with GCNConv's weights ``W``, ``b``. By default
+        the propagation ``Â (X W)`` is one sparse matmul over the whole batch (≈4× faster on a
+        CPU than GCNConv's scatter over a batched static graph); ``pyg_propagate=True`` calls the
+        GCNConv modules themselves (identical result, tested).
+        """
+        b = z.shape[0]
+        h = torch.relu(self.embed(z)).reshape(b, self.n_res, self.channels)
+        if pyg_propagate:
+            for conv in self.convs:
+                h = h + torch.relu(conv(h, self.edge_index))  # (b, n_res, C), static graph
+            return self.out(h)
+        adj = self.adjacency()
+        h = h.transpose(0, 1)  # (n_res, b, C)
         for conv in self.convs:
-            h = h + torch.relu(conv(h, self.edge_index))  # (b, n_res, C), static graph
-        return self.out(h)
+            hw = conv.lin(h).reshape(self.n_res, b * self.channels)
+            msg = torch.sparse.mm(adj, hw).reshape(self.n_res, b, self.channels)
+            h = h + torch.relu(msg + conv.bias)
+        return self.out(h.transpose(0, 1))
 
     def forward(self, z: Tensor) -> Tensor:
         """`(b, d)` latents → `(b, n_res, 3)` conformations x0 + Δ (Å, zyx)."""

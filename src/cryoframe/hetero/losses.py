@@ -1,14 +1,16 @@
 """Objective of the autodecoder (paper §3.4 and supplement §4).
 
-``L = ||y − F(φ, x)||² / σ_noise² + λ0·R0(x) + λ1·R1(x) + λ2·R2(x)``
+``L = ||y − F(φ, x)||² / (σ_noise² · n_pixels) + λ0·R0(x) + λ1·R1(x) + λ2·R2(x)``
 
 * R0 — squared norm of the C-alpha centroid (Å²);
 * R1 — eq. (4): mean squared change of consecutive C-alpha distances (Å²), divided by N;
 * R2 — eq. (5): Σ_{i<j} exp(−ω|i−j|) · log²(|x_i − x_j| / |x0_i − x0_j|).
 
 Supplement §4 values: λ0 = 5e-4, λ1 = 0.01, ω = 0.25, λ2 = 0.01 (or 0 without R2). The data term
-is measured in units of the noise variance (images normalised to unit noise, as RELION does);
-the paper does not state its image normalisation, so the balance with the λ's is ours.
+is a per-pixel mean squared error of images normalised to unit noise variance (as RELION
+normalises particles); ``TrainConfig(data_term="sum")`` uses the plain sum (the Gaussian
+negative log-likelihood). The paper states neither its image normalisation nor whether its
+squared norm is summed or averaged, so this balance with the λ's is our choice.
 """
 
 from __future__ import annotations

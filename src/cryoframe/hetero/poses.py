@@ -22,7 +22,8 @@ from torch import Tensor
 
 from cryoframe.hetero.forward import ResidueForwardModel
 
-__all__ = ["esl_weights", "grid_search", "expected_discrepancy", "bin_images"]
+__all__ = ["esl_weights", "grid_search", "coarse_to_fine_search", "expected_discrepancy",
+           "bin_images", "nearest_grid_points"]
 
 
 def bin_images(images: Tensor, factor: int) -> Tensor:
@@ -102,8 +103,62 @@ def grid_search(model: ResidueForwardModel, coords: Tensor, images: Tensor, ctf:
     return torch.stack(out_i), torch.stack(out_d)
 
 
+def nearest_grid_points(rotations: Tensor, grid: Tensor, k: int) -> Tensor:
+    """`(b, 3, 3)` rotations → `(b, k)` indices of the ``k`` nearest grid elements (geodesic)."""
+    cos_like = torch.einsum("bij,gij->bg", rotations.to(grid.dtype), grid)  # trace(Rᵀ G)
+    return torch.topk(cos_like, k=min(k, grid.shape[0]), dim=-1).indices
+
+
+@torch.no_grad()
+def coarse_to_fine_search(model: ResidueForwardModel, coords: Tensor, images: Tensor,
+                          ctf_levels: dict[int, Tensor], coarse_grid: Tensor, fine_grid: Tensor,
+                          j0: int = 15, coarse_bin: int = 4, fine_bin: int = 2,
+                          n_coarse: int = 4, n_neighbours: int = 40) -> tuple[Tensor, Tensor]:
+    """Support of the lifted measure on ``fine_grid`` by a two-level search.
+
+    The whole ``coarse_grid`` is scored on images binned by ``coarse_bin``; the ``n_coarse``
+    best rotations each contribute their ``n_neighbours`` nearest ``fine_grid`` elements, which
+    are scored on images binned by ``fine_bin``; the ``J0`` best of those are returned.
+
+    Parameters
+    ----------
+    model : ResidueForwardModel
+    coords : Tensor
+        `(b, n_res, 3)` current conformations.
+    images : Tensor
+        `(b, h, w)` full-resolution images.
+    ctf_levels : dict
+        ``{bin: (b, n_pad_bin, n_pad_bin // 2 + 1)}`` CTFs for ``coarse_bin`` and ``fine_bin``.
+    coarse_grid, fine_grid : Tensor
+        `(g_c, 3, 3)` and `(g_f, 3, 3)` rotations.
+
+    Returns
+    -------
+    index : Tensor
+        `(b, J0)` indices into ``fine_grid``, best first.
+    discrepancy : Tensor
+        `(b, J0)` squared errors at ``fine_bin``.
+    """
+    y_c, y_f = bin_images(images, coarse_bin), bin_images(images, fine_bin)
+    top, _ = grid_search(model, coords, y_c, ctf_levels[coarse_bin], coarse_grid, n_coarse,
+                         coarse_bin)
+    out_i, out_d = [], []
+    for b in range(coords.shape[0]):
+        cand = nearest_grid_points(coarse_grid[top[b]], fine_grid, n_neighbours).reshape(-1)
+        cand = torch.unique(cand)
+        r = fine_grid[cand]
+        pred = model(coords[b:b + 1].expand(r.shape[0], -1, -1), r,
+                     ctf_levels[fine_bin][b:b + 1].expand(r.shape[0], -1, -1), fine_bin)
+        d = ((pred - y_f[b]) ** 2).sum(dim=(-2, -1))
+        best = torch.topk(d, k=min(j0, d.numel()), largest=False)
+        out_i.append(cand[best.indices])
+        out_d.append(best.values)
+    return torch.stack(out_i), torch.stack(out_d)
+
+
 def expected_discrepancy(model: ResidueForwardModel, coords: Tensor, images: Tensor, ctf: Tensor,
-                         support: Tensor, eta: float = 2.0 / 3.0) -> tuple[Tensor, Tensor]:
+                         support: Tensor, eta: float = 2.0 / 3.0, bin_factor: int = 1
+                         ) -> tuple[Tensor, Tensor]:
     """Expected squared error over the lifted measure (differentiable in ``coords``).
 
     Parameters
@@ -119,6 +174,8 @@ def expected_discrepancy(model: ResidueForwardModel, coords: Tensor, images: Ten
         `(b, J0, 3, 3)` support rotations of each image's measure.
     eta : float
         Weight regularisation.
+    bin_factor : int
+        ``images`` and ``ctf`` are on the grid binned by this factor.
 
     Returns
     -------
@@ -130,7 +187,7 @@ def expected_discrepancy(model: ResidueForwardModel, coords: Tensor, images: Ten
     b, j0 = support.shape[:2]
     x = coords[:, None].expand(-1, j0, -1, -1).reshape(b * j0, *coords.shape[1:])
     c = ctf[:, None].expand(-1, j0, -1, -1).reshape(b * j0, *ctf.shape[1:])
-    pred = model(x, support.reshape(b * j0, 3, 3), c).reshape(b, j0, *images.shape[1:])
+    pred = model(x, support.reshape(b * j0, 3, 3), c, bin_factor).reshape(b, j0, *images.shape[1:])
     d = ((pred - images[:, None]) ** 2).sum(dim=(-2, -1))  # (b, J0)
     w = esl_weights(d, eta)
     return (w * d).sum(dim=-1), w

@@ -26,7 +26,7 @@ from cryoframe.hetero.forward import ResidueForwardModel
 from cryoframe.hetero.graph import BackboneGraph
 from cryoframe.hetero.images import ImagingConfig, ctf_stack
 from cryoframe.hetero.losses import RegularizerWeights, regularizer, warmup_factor
-from cryoframe.hetero.poses import bin_images, expected_discrepancy, grid_search
+from cryoframe.hetero.poses import bin_images, coarse_to_fine_search, expected_discrepancy
 from cryoframe.hetero.rmsd import kabsch_rmsd
 
 __all__ = ["TrainConfig", "TrainResult", "train_autodecoder", "predict_conformations"]
@@ -44,6 +44,7 @@ class TrainConfig(BaseModel):
     lr: PositiveFloat = 1e-3
     warmup_epochs: PositiveInt = 20
     latent_dim: PositiveInt = 8
+    latent_init_std: PositiveFloat = 0.1
     seed: int = 0
     lambda0: float = 5e-4
     lambda1: float = 0.01
@@ -51,9 +52,15 @@ class TrainConfig(BaseModel):
     omega: float = 0.25
     esl_j0: PositiveInt = 15
     esl_eta: PositiveFloat = 2.0 / 3.0
-    esl_grid_step_deg: PositiveFloat = 20.0
+    esl_grid_step_deg: PositiveFloat = 10.0
+    esl_coarse_step_deg: PositiveFloat = 30.0
     esl_search_bin: PositiveInt = 4
+    esl_fine_bin: PositiveInt = 2
+    esl_data_bin: PositiveInt = 1
+    esl_n_coarse: PositiveInt = 4
+    esl_n_neighbours: PositiveInt = 40
     esl_search_every: PositiveInt = 10
+    data_term: Literal["mean", "sum"] = "mean"
     checkpoint_every: PositiveInt = 10
     log_rmsd_every: PositiveInt = 5
 
@@ -144,7 +151,7 @@ def train_autodecoder(
     torch.manual_seed(config.seed)
     x0 = torch.as_tensor(template.ca_zyx_angstrom, dtype=torch.float32)
     decoder = make_decoder(config.decoder, x0, graph.edge_index, config.latent_dim)
-    latents = LatentTable(m, config.latent_dim)
+    latents = LatentTable(m, config.latent_dim, config.latent_init_std)
     model = ResidueForwardModel(template.amplitude_rad_angstrom2, template.sigma_angstrom,
                                 imaging.box_px, imaging.pixel_size_angstrom)
     params = list(decoder.parameters()) + list(latents.parameters())
@@ -158,13 +165,18 @@ def train_autodecoder(
     esl = config.poses == "esl"
     if esl:
         nb = config.esl_search_bin
-        if imaging.box_px % (2 * nb):
-            raise InputError("box must be divisible by twice the search binning",
-                             field="esl_search_bin", expected=f"a divisor of {imaging.box_px // 2}")
-        grid = so3_grid(config.esl_grid_step_deg)
-        y_bin = bin_images(y, nb)
-        ctf_bin = ctf_stack(imaging, defocus_angstrom, imaging.box_px // nb,
-                            imaging.pixel_size_angstrom * nb)
+        for f in (nb, config.esl_fine_bin, config.esl_data_bin):
+            if imaging.box_px % (2 * f):
+                raise InputError("box must be divisible by twice the search binning",
+                                 field="esl_search_bin",
+                                 expected=f"a divisor of {imaging.box_px // 2}")
+        grid = so3_grid(config.esl_grid_step_deg)  # support lives on this (fine) grid
+        coarse = so3_grid(config.esl_coarse_step_deg)
+        ctf_levels = {f: ctf_stack(imaging, defocus_angstrom, imaging.box_px // f,
+                                   imaging.pixel_size_angstrom * f)
+                      for f in {nb, config.esl_fine_bin, config.esl_data_bin}}
+        db = config.esl_data_bin
+        y_data = bin_images(y, db)  # expected discrepancy on this grid (noise std / db)
         support = torch.zeros(m, config.esl_j0, dtype=torch.long)
     history: list[dict] = []
     start_epoch = 1
@@ -198,19 +210,28 @@ def train_autodecoder(
         for epoch in range(start_epoch, config.epochs + 1):
             if esl and (epoch - 1) % config.esl_search_every == 0:
                 coords = predict_conformations(decoder, latents)
-                support, _ = grid_search(model, coords, y_bin, ctf_bin, grid, config.esl_j0, nb)
+                for s0 in range(0, m, 64):
+                    sl = slice(s0, min(m, s0 + 64))
+                    support[sl], _ = coarse_to_fine_search(
+                        model, coords[sl], y[sl], {f: c[sl] for f, c in ctf_levels.items()},
+                        coarse, grid, config.esl_j0, nb, config.esl_fine_bin,
+                        config.esl_n_coarse, config.esl_n_neighbours)
             perm = torch.randperm(m, generator=gen)
             total_data, total_reg = 0.0, 0.0
             for s in range(0, m, config.batch_size):
                 idx = perm[s:s + config.batch_size]
                 x = decoder(latents(idx))
                 if esl:
-                    data, _ = expected_discrepancy(model, x, y[idx], ctf[idx],
-                                                   grid[support[idx]], config.esl_eta)
+                    data, _ = expected_discrepancy(model, x, y_data[idx], ctf_levels[db][idx],
+                                                   grid[support[idx]], config.esl_eta, db)
+                    data = data * db**2 / noise_std**2  # binned noise std is noise_std / db
+                    n_pix = (imaging.box_px // db) ** 2
                 else:
                     pred = model(x, rotations[idx], ctf[idx])
-                    data = ((pred - y[idx]) ** 2).sum(dim=(-2, -1))
-                data = data / noise_std**2
+                    data = ((pred - y[idx]) ** 2).sum(dim=(-2, -1)) / noise_std**2
+                    n_pix = imaging.box_px**2
+                if config.data_term == "mean":
+                    data = data / n_pix
                 reg = regularizer(x, x0, weights)
                 loss = (data + reg).mean()
                 opt.zero_grad(set_to_none=True)
@@ -239,6 +260,9 @@ def train_autodecoder(
     if esl:
         res.support = support
         with torch.no_grad():
-            _, w = expected_discrepancy(model, pred, y, ctf, grid[support], config.esl_eta)
-        res.weights = w
+            res.weights = torch.cat([
+                expected_discrepancy(model, pred[s0:s0 + 32], y_data[s0:s0 + 32],
+                                     ctf_levels[db][s0:s0 + 32], grid[support[s0:s0 + 32]],
+                                     config.esl_eta, db)[1]
+                for s0 in range(0, m, 32)])
     return res
