@@ -229,6 +229,7 @@ class FFTAligner:
         reference,
         particle_mask: Tensor | None = None,
         reference_mask: Tensor | None = None,
+        init_rotations: Tensor | None = None,
     ) -> AlignResult:
         """Find ``(R, t)`` with ``particle ≈ shift(rotate(reference, R), t)`` for each particle.
 
@@ -244,6 +245,9 @@ class FFTAligner:
         reference_mask : Tensor, optional
             `(n, n, n)` full-spectrum mask of the reference in its own frame (rotated with it);
             ``None``: the reference samples everything (an average).
+        init_rotations : Tensor, optional
+            `(B, 3, 3)` starting poses (e.g. a network's prediction): the global grid search is
+            skipped and only the local refinement and the translation search run.
 
         Returns
         -------
@@ -276,34 +280,10 @@ class FFTAligner:
         p_ft = torch.fft.rfftn(p, dim=_DIMS)                                     # (B, n, n, h)
         r_ft_full = torch.fft.rfftn(r, dim=_DIMS)
 
-        # ---- global search on the Fourier-cropped grid
-        coarse = self._level(n, m)
-        pm_ft_c, amp_c = self._prep(_crop_rfft(p_ft, m), _crop_rfft(p_mask, m), coarse)
-        r_small = torch.fft.irfftn(_crop_rfft(r_ft_full, m), s=(m, m, m), dim=_DIMS)
-        rm_small = None
-        if rm_full is not None:
-            rm_small = torch.fft.ifftshift(
-                _center_crop(torch.fft.fftshift(rm_full, dim=_DIMS), m), dim=_DIMS)
-        g = self.grid
-        best = torch.full((b,), -3.0)
-        best_g = torch.zeros(b, dtype=torch.long)
-        g_chunk = max(1, self.chunk // b)
-        for s0 in range(0, len(g), g_chunk):
-            rots = g[s0:s0 + g_chunk]                                            # (G, 3, 3)
-            if per_particle_ref:
-                vols = self._rotated_refs(r_small[:, None], rots[None].expand(b, -1, 3, 3), True)
-            else:
-                vols = rotate_volumes(r_small, rots)[None]                      # (1, G, m, m, m)
-            r_mask = None
-            if rm_small is not None:
-                r_mask = rotate_fourier_mask(rm_small, rots)[None]
-            score, _ = self._best(pm_ft_c, amp_c, torch.fft.rfftn(vols, dim=_DIMS), r_mask,
-                                  coarse)                                        # (B, G)
-            val, arg = score.max(1)
-            upd = val > best
-            best = torch.where(upd, val, best)
-            best_g = torch.where(upd, arg + s0, best_g)
-        rot = g[best_g].clone()
+        if init_rotations is not None:
+            rot = torch.as_tensor(init_rotations, dtype=torch.float32).reshape(b, 3, 3).clone()
+        else:
+            rot = self._global_search(p_ft, p_mask, r_ft_full, rm_full, per_particle_ref, n, m)
 
         # ---- local refinement at full size: 6 neighbours ±δ about z, y, x + a parabolic step
         full = self._level(n, n)
@@ -343,6 +323,37 @@ class FFTAligner:
         # ---- translation with sub-voxel peak fit at the final rotation
         shifts, score = self._final_shift(p_ft, p_mask, r, rm_full, rot, per_particle_ref, full)
         return AlignResult(rot, shifts, score, time.perf_counter() - t0)
+
+    def _global_search(self, p_ft, p_mask, r_ft_full, rm_full, per_particle_ref, n, m):
+        """Best grid rotation `(B, 3, 3)` on Fourier-cropped `m³` volumes."""
+        b = p_ft.shape[0]
+        coarse = self._level(n, m)
+        pm_ft_c, amp_c = self._prep(_crop_rfft(p_ft, m), _crop_rfft(p_mask, m), coarse)
+        r_small = torch.fft.irfftn(_crop_rfft(r_ft_full, m), s=(m, m, m), dim=_DIMS)
+        rm_small = None
+        if rm_full is not None:
+            rm_small = torch.fft.ifftshift(
+                _center_crop(torch.fft.fftshift(rm_full, dim=_DIMS), m), dim=_DIMS)
+        g = self.grid
+        best = torch.full((b,), -3.0)
+        best_g = torch.zeros(b, dtype=torch.long)
+        g_chunk = max(1, self.chunk // b)
+        for s0 in range(0, len(g), g_chunk):
+            rots = g[s0:s0 + g_chunk]                                            # (G, 3, 3)
+            if per_particle_ref:
+                vols = self._rotated_refs(r_small[:, None], rots[None].expand(b, -1, 3, 3), True)
+            else:
+                vols = rotate_volumes(r_small, rots)[None]                      # (1, G, m, m, m)
+            r_mask = None
+            if rm_small is not None:
+                r_mask = rotate_fourier_mask(rm_small, rots)[None]
+            score, _ = self._best(pm_ft_c, amp_c, torch.fft.rfftn(vols, dim=_DIMS), r_mask,
+                                  coarse)                                        # (B, G)
+            val, arg = score.max(1)
+            upd = val > best
+            best = torch.where(upd, val, best)
+            best_g = torch.where(upd, arg + s0, best_g)
+        return g[best_g].clone()
 
     def _rotated_refs(self, r: Tensor, rots: Tensor, per_particle_ref: bool) -> Tensor:
         """Rotate `(n,n,n)` (shared) or `(B, 1, n, n, n)` (per particle) by `(B, L, 3, 3)`."""
