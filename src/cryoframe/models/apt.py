@@ -70,8 +70,8 @@ class APTEmbed(nn.Module):
     """
 
     def __init__(self, volume_size: int = 32, patch_size: int = 8, in_channels: int = 1,
-                 embed_dim: int = 128, temperature: float = 1.0, selector_scalar: int = 4,
-                 selector_vector: int = 2, selector_tensor: int = 1) -> None:
+                 embed_dim: int = 128, temperature: float = 1.0, selector_scalar: int = 2,
+                 selector_vector: int = 1, selector_tensor: int = 1) -> None:
         super().__init__()
         self.volume_size = int(volume_size)
         self.patch = (int(patch_size),) * 3

@@ -52,9 +52,17 @@ class APTPairEncoder(nn.Module):
     def __init__(self, volume_size: int = 32, patch_size: int = 8, in_channels: int = 1,
                  embed_dim: int = 128, depth: int = 4, num_heads: int = 8,
                  mlp_ratio: float = 4.0, rotation: RotationRepr = "euler", num_classes: int = 0,
-                 head_hidden: int = 256, temperature: float = 1.0, selector_scalar: int = 4,
-                 selector_vector: int = 2, selector_tensor: int = 1) -> None:
+                 head_hidden: int = 256, temperature: float = 1.0, selector_scalar: int = 2,
+                 selector_vector: int = 1, selector_tensor: int = 1) -> None:
         super().__init__()
+        #: constructor arguments (rebuild with ``APTPairEncoder(**config)``; e3nn's compiled
+        #: kernels cannot be deep-copied, so copies are rebuilt and loaded instead)
+        self.config = dict(volume_size=volume_size, patch_size=patch_size,
+                           in_channels=in_channels, embed_dim=embed_dim, depth=depth,
+                           num_heads=num_heads, mlp_ratio=mlp_ratio, rotation=rotation,
+                           num_classes=num_classes, head_hidden=head_hidden,
+                           temperature=temperature, selector_scalar=selector_scalar,
+                           selector_vector=selector_vector, selector_tensor=selector_tensor)
         self.volume_size = volume_size
         self.in_channels = in_channels
         self.embed_dim = embed_dim
@@ -76,6 +84,14 @@ class APTPairEncoder(nn.Module):
         self.transform_head = TransformHead(2 * embed_dim, rotation, head_hidden)
         self.class_head = (ClassificationHead(2 * embed_dim, num_classes, head_hidden)
                            if num_classes > 0 else None)
+
+    def copy_frozen(self) -> APTPairEncoder:
+        """A new encoder with the same config and weights and no gradients (momentum target)."""
+        other = APTPairEncoder(**self.config).to(next(self.parameters()).device)
+        other.load_state_dict(self.state_dict())
+        for p in other.parameters():
+            p.requires_grad_(False)
+        return other
 
     def example_inputs(self, batch: int = 2) -> tuple[Tensor, ...]:
         """Random pair inputs of the right shape (used by the registry contract test)."""
@@ -107,6 +123,35 @@ class APTPairEncoder(nn.Module):
     def embed(self, x1: Tensor, x2: Tensor) -> Tensor:
         """Pooled pair representation `(B, 2E)`."""
         return self.forward_head(self.forward_features(x1, x2))
+
+    def embed_views(self, views: list[Tensor], ref: Tensor) -> list[Tensor]:
+        """Pooled features of the pairs ``(v, ref)`` for several views ``v`` of one batch.
+
+        The reference is tokenised once (one phase selection shared by all pairs) and all pairs
+        go through the blocks as one batch; equal to ``[embed(v, ref) for v in views]`` in
+        evaluation mode.
+
+        Parameters
+        ----------
+        views : list of Tensor
+            Each `(B, C, D, H, W)`.
+        ref : Tensor
+            `(B, C, D, H, W)` second subtomogram of every pair.
+
+        Returns
+        -------
+        list of Tensor
+            One `(B, 2E)` per view.
+        """
+        b = ref.shape[0]
+        tok_b = self.embed_b(ref).tokens + self.segment[1]  # (B, N, E)
+        tok_a = self.embed_a(torch.cat(views)).tokens + self.segment[0]  # (V B, N, E)
+        h = torch.cat([tok_a, tok_b.repeat(len(views), 1, 1)], dim=1)
+        bias = self.rel_bias[:, self.rel_index]
+        for blk in self.blocks:
+            h = blk(h, bias)
+        pooled = self.forward_head(self.norm(h))
+        return list(pooled.split(b))
 
     def embed_single(self, x: Tensor) -> Tensor:
         """Representation `(B, 2E)` of single subtomograms, encoded as the pair ``(x, x)``."""

@@ -119,8 +119,8 @@ class PhaseSelector(nn.Module):
         (invariant to shifts and rotations; makes logits independent of intensity scale).
     """
 
-    def __init__(self, patch: tuple[int, int, int], in_channels: int = 1, n_scalar: int = 4,
-                 n_vector: int = 2, n_tensor: int = 1, hidden: int = 8,
+    def __init__(self, patch: tuple[int, int, int], in_channels: int = 1, n_scalar: int = 2,
+                 n_vector: int = 1, n_tensor: int = 1, hidden: int = 4,
                  diameter_px: float = 3.0, standardize: bool = True) -> None:
         super().__init__()
         self.patch = tuple(int(s) for s in patch)

@@ -107,7 +107,7 @@ class APTViT3d(nn.Module):
     def __init__(self, volume_size: int = 32, patch_size: int = 8, in_channels: int = 1,
                  embed_dim: int = 128, depth: int = 4, num_heads: int = 8,
                  mlp_ratio: float = 4.0, num_classes: int = 0, temperature: float = 1.0,
-                 selector_scalar: int = 4, selector_vector: int = 2,
+                 selector_scalar: int = 2, selector_vector: int = 1,
                  selector_tensor: int = 1) -> None:
         super().__init__()
         self.embed_dim = embed_dim
