@@ -49,7 +49,7 @@ class TomogramConfig(_Frozen):
     noise_stage: Literal["subtomogram", "tilt"] = "subtomogram"
     align: bool = True
     refine_tilt_axis: bool = False
-    cosine_weighting: bool = True
+    cosine_weighting: bool = False
     offset_max_px: float = Field(1.0, ge=0)
     min_separation_px: float = Field(17.0, ge=0)
     mask_threshold: float = Field(0.05, gt=0, lt=1)
@@ -69,7 +69,7 @@ class FastPathConfig(_Frozen):
     tilt_min_deg: float = Field(-60.0, ge=-90, le=90)
     tilt_max_deg: float = Field(60.0, ge=-90, le=90)
     wbp_weighting: bool = True
-    cosine_weighting: bool = True
+    cosine_weighting: bool = False
     b_factor_angstrom2: float = Field(0.0, ge=0)
     offset_max_px: float = Field(1.0, ge=0)
 

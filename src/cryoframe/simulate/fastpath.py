@@ -34,14 +34,17 @@ from cryoframe.simulate.projector import FourierProjector
 __all__ = ["FastSubtomogramSimulator", "wbp_transfer_rfft"]
 
 
-def wbp_transfer_rfft(box_size_px: int, cosine_weighting: bool = True) -> torch.Tensor:
-    """`(n, n, n//2+1)` WBP weight ``hann(k_xz) · |cos φ|`` (``φ`` = tilt sampling ``k``)."""
+def wbp_transfer_rfft(box_size_px: int, cosine_weighting: bool = False) -> torch.Tensor:
+    """`(n, n, n//2+1)` WBP transfer ``hann(|k|)`` (× ``|cos φ|``, ``φ`` = tilt sampling ``k``)."""
     n = box_size_px
     f = torch.fft.fftfreq(n, dtype=torch.float64)
     fr = torch.fft.rfftfreq(n, dtype=torch.float64)
-    kz, _, kx = torch.meshgrid(f, f, fr, indexing="ij")
+    kz, ky, kx = torch.meshgrid(f, f, fr, indexing="ij")
+    k3 = torch.sqrt(kz**2 + ky**2 + kx**2)
+    from cryoframe.simulate.reconstruct import HANN_CUTOFF_CYCLES_PER_PX as cut
+
+    hann = 0.5 * (1 + torch.cos(math.pi * k3.clamp(max=cut) / cut))
     kr = torch.sqrt(kz**2 + kx**2)
-    hann = 0.5 * (1 + torch.cos(math.pi * kr.clamp(max=0.5) / 0.5))
     if cosine_weighting:
         cos_phi = torch.where(kr > 0, kx.abs() / kr.clamp_min(1e-12), torch.ones_like(kr))
         hann = hann * cos_phi
@@ -71,7 +74,7 @@ class FastSubtomogramSimulator:
 
     def __init__(
         self, densities, box_size_px: int = 32, tilt_min_deg: float = -60.0,
-        tilt_max_deg: float = 60.0, wbp_weighting: bool = True, cosine_weighting: bool = True,
+        tilt_max_deg: float = 60.0, wbp_weighting: bool = True, cosine_weighting: bool = False,
         b_factor_angstrom2: float = 0.0, voxel_size_angstrom: float = 10.0,
     ) -> None:
         from cryoframe.fourier.wedge import missing_wedge_mask

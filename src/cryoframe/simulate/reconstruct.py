@@ -1,8 +1,13 @@
 """Weighted back-projection (CryoEngine, App. C.1 "Alignment and Reconstruction").
 
-Each aligned tilt image is filtered along x (perpendicular to the tilt axis y) by a ramp
-``|k_x|`` tapered by a Hann window (zero at Nyquist), scaled by the angular step (radians) and by
-``w(θ) = |cos θ|`` as in App. C (set ``cosine_weighting=False`` for the plain ramp), and
+Each aligned tilt image is filtered by the ramp ``|k_x|`` (perpendicular to the tilt axis y)
+tapered by a Hann window on the image's radial frequency ``|k|``
+(:func:`cryoframe.fourier.filters.hann_ramp_filter`, reaching 0 at the spectrum's corner
+``0.5·√2`` cycles/px by default). On the central slice ``|k|`` equals the 3D
+frequency, so the taper is an isotropic 3D low-pass. Each image is scaled by its angular step
+(radians), which makes the reconstruction of a full ±90° series unbiased, and optionally by
+``w(θ) = |cos θ|`` as written in App. C (``cosine_weighting=True``; it down-weights high tilts,
+so the transfer becomes anisotropic: off by default), and
 back-projected along its beam direction with the same geometry as
 :mod:`cryoframe.simulate.tiltseries`: voxel ``r`` (relative to the tomogram centre) reads the
 detector at ``x' = (R_θ r)_x``, ``y' = y``, linearly interpolated between the two nearest
@@ -22,17 +27,16 @@ import torch
 
 from cryoframe._errors import InputError
 
-__all__ = ["hann_ramp_filter_x", "filter_tilts", "backproject", "weighted_backprojection"]
+__all__ = ["filter_tilts", "backproject", "weighted_backprojection"]
 
 
-def hann_ramp_filter_x(width: int) -> torch.Tensor:
-    """`(width // 2 + 1,)` Hann-tapered ramp ``|k| · ½(1 + cos(π k / 0.5))``, k in cycles/px."""
-    k = torch.fft.rfftfreq(width, dtype=torch.float64)
-    return (k.abs() * 0.5 * (1 + torch.cos(math.pi * k / 0.5))).float()
+#: Hann cut-off of the WBP filter: the corner of the 2D spectrum, so no sampled frequency is zeroed
+HANN_CUTOFF_CYCLES_PER_PX = 0.5 * math.sqrt(2.0)
 
 
-def filter_tilts(images, tilts_deg, cosine_weighting: bool = True, ctf_sign=None) -> torch.Tensor:
-    """Ramp/Hann filter along x, angular-step and ``|cos θ|`` weights.
+def filter_tilts(images, tilts_deg, cosine_weighting: bool = False, ctf_sign=None,
+                 hann_cutoff_cycles_per_px: float = HANN_CUTOFF_CYCLES_PER_PX) -> torch.Tensor:
+    """Hann-tapered ramp filter, angular-step and optional ``|cos θ|`` weights.
 
     Parameters
     ----------
@@ -44,6 +48,9 @@ def filter_tilts(images, tilts_deg, cosine_weighting: bool = True, ctf_sign=None
         Multiply image ``t`` by ``|cos θ_t|``.
     ctf_sign : Tensor, optional
         `(T, H, W // 2 + 1)` sign of each tilt's CTF for phase flipping (None: no correction).
+    hann_cutoff_cycles_per_px : float
+        Where the Hann taper reaches 0 (default: the spectrum's corner, 0.707 cycles/px; 0.5
+        zeroes Nyquist and attenuates the top shells more).
 
     Returns
     -------
@@ -62,8 +69,11 @@ def filter_tilts(images, tilts_deg, cosine_weighting: bool = True, ctf_sign=None
     if ctf_sign is not None:
         spec = torch.fft.rfft2(im) * torch.as_tensor(ctf_sign, dtype=torch.float32)
         im = torch.fft.irfft2(spec, s=(H, W))
-    spec = torch.fft.rfft(im, dim=-1) * hann_ramp_filter_x(W)
-    out = torch.fft.irfft(spec, n=W, dim=-1)
+    from cryoframe.fourier.filters import hann_ramp_filter
+
+    spec = torch.fft.rfft2(im) * hann_ramp_filter(
+        (H, W), tilt_axis="y", cutoff_cycles_per_px=hann_cutoff_cycles_per_px, rfft=True)
+    out = torch.fft.irfft2(spec, s=(H, W))
     return out * torch.as_tensor(w, dtype=torch.float32)[:, None, None]
 
 
@@ -134,7 +144,7 @@ def backproject(
 
 
 def weighted_backprojection(
-    images, tilts_deg, shape_zyx: tuple[int, int, int], *, cosine_weighting: bool = True,
+    images, tilts_deg, shape_zyx: tuple[int, int, int], *, cosine_weighting: bool = False,
     ctf_sign=None, z_chunk: int = 8, x_offset_px: float = 0.0, oversample: int = 2,
 ) -> torch.Tensor:
     """WBP tomogram `(D, H, W)` from `(T, H, W_det)` aligned images (see module docstring).
