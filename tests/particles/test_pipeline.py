@@ -160,3 +160,16 @@ def test_knn_accuracy_separable_and_random():
     x = centres[y] + g.normal(size=(200, 16))
     assert knn_accuracy(x, y) == 100.0
     assert knn_accuracy(g.normal(size=(200, 16)), y) < 45.0
+
+
+def test_int8_ranker_close_to_fp32(checkpoints, data_dir, tmp_path):
+    from cryoframe.particles.rank import load_ranker, score_images
+
+    _, rk = checkpoints
+    imgs, _ = load_prepared_particles(data_dir.joinpath(*EMPIAR))
+    a = score_images(load_ranker(rk), imgs)
+    b = score_images(load_ranker(rk, int8=True), imgs)
+    assert np.abs(a - b).max() < 0.05
+    out = tmp_path / "r.star"
+    assert main(["rank", str(data_dir.joinpath(*EMPIAR)), "--out", str(out), "--weights", str(rk),
+                 "--int8"]) == 0

@@ -21,7 +21,7 @@ def _run_record(out_dir: Path, name: str, config: dict) -> None:
 
 
 def _rank_command(star: Path, out: Path | None, weights: Path | None, batch_size: int,
-                  phase_flip: bool, contrast: str, threads: int | None) -> None:
+                  phase_flip: bool, contrast: str, threads: int | None, int8: bool = False) -> None:
     import numpy as np
     import torch
 
@@ -29,7 +29,7 @@ def _rank_command(star: Path, out: Path | None, weights: Path | None, batch_size
 
     if threads:
         torch.set_num_threads(threads)
-    res = rank_star(star, out, weights, batch_size, phase_flip, contrast, progress=True)
+    res = rank_star(star, out, weights, batch_size, phase_flip, contrast, progress=True, int8=int8)
     s = res.scores
     console.print(
         f"ranked {len(s)} particles in {res.seconds:.2f} s ({res.particles_per_s:.0f} particles/s); "
@@ -136,9 +136,10 @@ def register(app: typer.Typer) -> None:
         phase_flip: bool = typer.Option(False, "--phase-flip/--no-phase-flip"),
         contrast: str = typer.Option("auto", "--contrast", help=_CONTRAST_HELP),
         threads: int = typer.Option(None, "--threads"),
+        int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantisation (≈2× faster)."),
     ) -> None:
         """Score particles with CryoRanker; STAR sorted by score + histogram PNG."""
-        _rank_command(star, out, weights, batch_size, phase_flip, contrast, threads)
+        _rank_command(star, out, weights, batch_size, phase_flip, contrast, threads, int8)
 
     @sub.command("cluster")
     def cluster(

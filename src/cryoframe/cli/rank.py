@@ -20,8 +20,9 @@ def register(app: typer.Typer) -> None:
         contrast: str = typer.Option("auto", "--contrast",
                                      help="Protein contrast: auto (detect), white, dark (invert)."),
         threads: int = typer.Option(None, "--threads"),
+        int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantisation (≈2× faster)."),
     ) -> None:
         """Score particles with CryoRanker: STAR with rlnCryoRankerScore, sorted, + histogram."""
         from cryoframe.cli.particles import _rank_command
 
-        _rank_command(star, out, weights, batch_size, phase_flip, contrast, threads)
+        _rank_command(star, out, weights, batch_size, phase_flip, contrast, threads, int8)

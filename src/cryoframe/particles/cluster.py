@@ -110,16 +110,15 @@ def cluster_star(star: str | Path, n_clusters: int, out: str | Path | None = Non
 
     from cryoframe.io.star import write_particles
     from cryoframe.particles.embed import embed_images, load_encoder
-    from cryoframe.particles.stack import contrast_sign, iter_particle_batches, read_particle_table
+    from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
     model = load_encoder(weights)
     table = read_particle_table(star)
     if n_clusters > len(table):
         raise InputError(f"{n_clusters} clusters for {len(table)} particles", field="n_clusters",
                          expected=f"at most {len(table)}")
-    sign = contrast_sign(table, contrast, target_size_px=model.img_size, phase_flip=phase_flip)
     feats = torch.zeros(len(table), model.embed_dim)
-    for b in iter_particle_batches(table, 512, model.img_size, phase_flip, sign=sign):
+    for b, _ in iter_oriented_batches(table, contrast, 512, model.img_size, phase_flip):
         feats[torch.as_tensor(b.rows)] = embed_images(model, b.images, progress=False)
     labels, _ = kmeans_pp(feats.numpy(), n_clusters, seed=seed)
     df = table.particles.copy()

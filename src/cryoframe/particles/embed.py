@@ -121,20 +121,20 @@ def embed_star(star: str | Path, out: str | Path, weights: str | Path | None = N
     import json
 
     from cryoframe._atomic import atomic_path, atomic_write_text
-    from cryoframe.particles.stack import contrast_sign, iter_particle_batches, read_particle_table
+    from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
     model = load_encoder(weights)
     table = read_particle_table(star)
     t0 = time.perf_counter()
-    sign = contrast_sign(table, contrast, target_size_px=model.img_size, phase_flip=phase_flip)
     feats = np.zeros((len(table), model.embed_dim), dtype=np.float32)
-    batches = iter_particle_batches(table, batch_size, model.img_size, phase_flip, sign=sign)
+    batches: Any = iter_oriented_batches(table, contrast, batch_size, model.img_size, phase_flip)
     if progress:
         from rich.progress import track
 
         batches = track(batches, description="embedding",
                         total=-(-len(table) // batch_size))
-    for b in batches:
+    sign = 1.0
+    for b, sign in batches:
         feats[b.rows] = embed_images(model, b.images, batch_size).numpy()
     dt = time.perf_counter() - t0
     out = Path(out)

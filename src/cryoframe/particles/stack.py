@@ -34,7 +34,7 @@ from cryoframe.simulate.particles2d import background_ring_normalise
 
 __all__ = ["ParticleBatch", "read_particle_table", "iter_particle_batches", "prepare_images",
            "background_ring_normalise", "load_prepared_particles", "central_contrast",
-           "contrast_sign"]
+           "contrast_sign", "iter_oriented_batches"]
 
 
 @dataclass
@@ -321,6 +321,26 @@ def iter_particle_batches(
             if sign != 1.0:
                 prepared = prepared * sign
             yield ParticleBatch(images=prepared, rows=g, pixel_size_angstrom=pix)
+
+
+def iter_oriented_batches(table, contrast: str = "auto", batch_size: int = 512,
+                          target_size_px: int = 64, phase_flip: bool = False,
+                          threshold: float = 0.05) -> Iterator[tuple[ParticleBatch, float]]:
+    """Like :func:`iter_particle_batches` with protein made white, in one pass: for
+    ``contrast="auto"`` the sign is decided on the first batch (:func:`contrast_sign` rule) and
+    applied to every batch. Yields ``(batch, sign)``."""
+    if contrast != "auto":
+        sign = contrast_sign(table, contrast)
+        for b in iter_particle_batches(table, batch_size, target_size_px, phase_flip, sign=sign):
+            yield b, sign
+        return
+    sign = None
+    for b in iter_particle_batches(table, batch_size, target_size_px, phase_flip):
+        if sign is None:
+            sign = -1.0 if central_contrast(b.images) < -threshold else 1.0
+        if sign != 1.0:
+            b.images = b.images * sign
+        yield b, sign
 
 
 def load_prepared_particles(star: str | Path, target_size_px: int = 64, phase_flip: bool = False,
