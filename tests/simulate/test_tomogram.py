@@ -49,19 +49,6 @@ def wedge_power_ratio(vols, tilt_max_deg=60.0, min_cycles_per_px=1 / 16, max_cyc
     return p[..., band & ~m].mean(-1) / p[..., band & m].mean(-1)
 
 
-@pytest.fixture(scope="module")
-def full_range(proteasome):
-    cfg = TomogramConfig(shape_zyx_px=SHAPE, n_particles=4, tilt_min_deg=-90, tilt_max_deg=90,
-                         drift_std_px=0.0)
-    return simulate_tomogram([proteasome], cfg, seed=0)
-
-
-@pytest.fixture(scope="module")
-def wedge_60(proteasome):
-    cfg = TomogramConfig(shape_zyx_px=SHAPE, n_particles=6, drift_std_px=0.5)
-    return simulate_tomogram([proteasome], cfg, seed=1)
-
-
 def test_noise_free_full_range_matches_ground_truth_to_3nm(full_range, proteasome):
     ex = full_range.extraction
     assert len(ex.table) >= 3

@@ -18,8 +18,12 @@ How it differs from the full tilt-series path (:mod:`~cryoframe.simulate.engine`
 * no tilt-image drift, alignment residuals, per-tilt CTF or dose filter;
 * it is ~2 orders of magnitude faster (no 500×500×200 tomogram per sample).
 
-``tests/simulate/test_fastpath.py`` checks that both give matching FSC to the ground truth,
-missing-wedge power and SNR on the same particles.
+``tests/simulate/test_fastpath.py`` checks on the same particles (poses, offsets, ±60°) that
+both give the same boxes (correlation > 0.85), the same FSC to the ground truth up to ~50 Å
+(mean difference < 0.06 over shells 1–6; measured ≈ 0.03), an empty wedge and exact SNR.
+Beyond ~50 Å the full path's FSC is lower (FSC-0.5 at ~35 Å against the fast path's
+Nyquist-limited 20 Å): truncated WBP streaks of the particle and its neighbours and
+sub-pixel alignment residuals, which the fast path does not model.
 """
 
 from __future__ import annotations
@@ -122,9 +126,9 @@ class FastSubtomogramSimulator:
             `(B, L, L, L)` float32.
         """
         cls = np.asarray(class_ids).reshape(-1)
-        R = torch.as_tensor(np.asarray(rotations), dtype=torch.float32).reshape(-1, 3, 3)
+        R = torch.as_tensor(np.array(rotations), dtype=torch.float32).reshape(-1, 3, 3)
         sh = (torch.zeros((len(cls), 3)) if shifts_zyx_px is None
-              else torch.as_tensor(np.asarray(shifts_zyx_px), dtype=torch.float32).reshape(-1, 3))
+              else torch.as_tensor(np.array(shifts_zyx_px), dtype=torch.float32).reshape(-1, 3))
         L = self.box
         out = torch.empty((len(cls), L, L, L), dtype=torch.float32)
         for c in np.unique(cls):
