@@ -134,3 +134,21 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
     # logged losses are all-reduced means: identical on both ranks
     assert torch.load(tmp_path / "last0.pt") == torch.load(tmp_path / "last1.pt")
+
+
+def test_shipped_weights_loader_reads_encoder_files(tmp_path):
+    from cryoframe.models import create_model
+    from cryoframe.models.pretrained import load_pair_encoder_file
+    from cryoframe.train.loop import save_encoder
+
+    enc = create_model("apt_pair_cpu", **SMALL)
+    save_encoder(tmp_path / "e.pt", enc, {"steps": 7})
+    back, meta = load_pair_encoder_file(tmp_path / "e.pt")
+    assert meta == {"steps": 7}
+    x = torch.randn(2, 1, 16, 16, 16)
+    enc.eval()
+    with torch.no_grad():
+        assert torch.equal(back.embed_single(x), enc.embed_single(x))
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError):
+        load_pair_encoder_file(tmp_path / "bad.pt")

@@ -18,16 +18,6 @@ import typer
 
 from cryoframe._errors import InputError
 
-DEFAULT_WEIGHTS = "apt_vit_cpu.pt"
-
-
-def default_weights_path() -> Path:
-    """Path of the encoder weights shipped with the package."""
-    from importlib import resources
-
-    return Path(str(resources.files("cryoframe"))) / "weights" / DEFAULT_WEIGHTS
-
-
 def _volumes(path: Path, batch_size: int):
     """Yield ``(volumes (b, L, L, L) float32, extra dict)`` batches from any supported input."""
     import torch
@@ -70,7 +60,9 @@ def embed_input(path: Path, weights: Path | None = None, batch_size: int = 64) -
 
     from cryoframe.train.loop import embed_for_inference, load_encoder
 
-    wpath = Path(weights) if weights is not None else default_weights_path()
+    from cryoframe.models.pretrained import shipped_weights_path
+
+    wpath = Path(weights) if weights is not None else shipped_weights_path()
     encoder, meta = load_encoder(wpath)
     box = encoder.volume_size
     embs, extras = [], {}

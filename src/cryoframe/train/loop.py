@@ -38,7 +38,7 @@ from cryoframe.train.schedules import scaled_lr, warmup_cosine
 from cryoframe.train.subtomo_data import SubtomoSource, iterate_batches
 
 __all__ = ["DataConfig", "PretrainConfig", "run_pretrain", "load_pretrain_config",
-           "build_source", "save_encoder", "load_encoder"]
+           "build_source", "save_encoder", "load_encoder", "pretrain_throughput"]
 
 
 class _Frozen(BaseModel):
@@ -152,20 +152,10 @@ def save_encoder(path: Path, encoder: torch.nn.Module, meta: dict) -> None:
 
 
 def load_encoder(path: str | Path):
-    """Rebuild an :class:`~cryoframe.models.pair.APTPairEncoder` saved by :func:`save_encoder`."""
-    from cryoframe.models.pair import APTPairEncoder
+    """Rebuild the pair encoder saved by :func:`save_encoder`; returns ``(encoder, meta)``."""
+    from cryoframe.models.pretrained import load_pair_encoder_file
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError("weights file not found", file=p)
-    try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-        enc = APTPairEncoder(**blob["config"])
-        enc.load_state_dict(blob["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise InputError(f"not an encoder weights file ({exc})", file=p,
-                         expected="a file written by cryoframe pretrain (encoder.pt)") from None
-    return enc.eval(), blob.get("meta", {})
+    return load_pair_encoder_file(path)
 
 
 def _rng_state() -> dict:
@@ -362,3 +352,47 @@ def embed_for_inference(encoder: torch.nn.Module, volumes: torch.Tensor) -> torc
     """`(B, L, L, L)` raw volumes → `(B, F)` embeddings, standardised as in training."""
     with torch.no_grad():
         return encoder.embed_single(standardize(volumes.float())[:, None])
+
+
+def pretrain_throughput(batch_size: int = 32, steps: int = 3, seed: int = 0,
+                        model: str = "apt_pair_cpu",
+                        singles: tuple[str, ...] = ("3QM1", "3H84", "2CG9")) -> dict[str, float]:
+    """End-to-end NRCL pretraining rate next to the network-only rate, measured in one run.
+
+    Each step draws fast-path subtomograms, makes the NRCL views (data path) and runs the
+    forward/backward/AdamW/EMA step (network); one warm-up step is not timed.
+
+    Returns
+    -------
+    dict
+        ``pretrain_samples_per_s`` (data + network), ``net_samples_per_s`` (network only),
+        ``data_samples_per_s`` (data path only), ``batch_size``, ``steps``.
+    """
+    from cryoframe.models import create_model
+    from cryoframe.train.subtomo_data import FastPathSource, pretraining_densities
+
+    torch.manual_seed(seed)
+    dens, _ = pretraining_densities({}, list(singles), seed)
+    source = FastPathSource(dens, 10 * batch_size * (steps + 1), seed)
+    nrcl = NRCL(create_model(model))
+    opt = torch.optim.AdamW([p for p in nrcl.parameters() if p.requires_grad], lr=1e-4)
+    stream = iterate_batches(source, batch_size, seed)
+    data_s = net_s = 0.0
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        step, batch = next(stream)
+        views = make_nrcl_views(batch["clean"], batch["index"], step=step, seed=seed)
+        t1 = time.perf_counter()
+        res = nrcl(views)
+        opt.zero_grad(set_to_none=True)
+        res["loss"].backward()
+        opt.step()
+        nrcl.update_momentum(0.99)
+        t2 = time.perf_counter()
+        if i > 0:
+            data_s += t1 - t0
+            net_s += t2 - t1
+    n = batch_size * steps
+    return {"pretrain_samples_per_s": n / (data_s + net_s), "net_samples_per_s": n / net_s,
+            "data_samples_per_s": n / data_s, "batch_size": float(batch_size),
+            "steps": float(steps)}
