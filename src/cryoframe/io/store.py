@@ -205,15 +205,42 @@ class SubtomoStore:
             ``{"index": (b,) int64, "table": DataFrame, <array>: (b, L, L, L) ndarray}``;
             ``transform`` (e.g. on-the-fly noise) is applied to each batch.
         """
+        pending: list[dict] = []  # row blocks not yet emitted (may span units)
+        n_pending = 0
+
+        def emit(blocks: list[dict]) -> dict:
+            batch = {"index": np.concatenate([b["index"] for b in blocks]),
+                     "table": pd.concat([b["table"] for b in blocks], ignore_index=True)}
+            for name in arrays:
+                batch[name] = np.concatenate([b[name] for b in blocks])
+            return transform(batch) if transform is not None else batch
+
         for unit in self.done_units():
             meta = pd.read_parquet(self._meta_path(unit))
             rows = self.unit_rows(unit)
-            data = {name: self.group[name][rows.start:rows.stop] for name in arrays}
-            for s in range(0, len(rows), batch_size):
-                batch = {"index": meta["index"].to_numpy()[s:s + batch_size],
-                         "table": meta.iloc[s:s + batch_size].reset_index(drop=True)}
-                batch.update({k: v[s:s + batch_size] for k, v in data.items()})
-                yield transform(batch) if transform is not None else batch
+            block = {"index": meta["index"].to_numpy(), "table": meta}
+            block.update({name: self.group[name][rows.start:rows.stop] for name in arrays})
+            pending.append(block)
+            n_pending += len(rows)
+            while n_pending >= batch_size:
+                take, rest, need = [], [], batch_size
+                for b in pending:
+                    n = len(b["index"])
+                    if need >= n:
+                        take.append(b)
+                        need -= n
+                    elif need > 0:
+                        take.append({k: (v.iloc[:need].reset_index(drop=True)
+                                         if k == "table" else v[:need]) for k, v in b.items()})
+                        rest.append({k: (v.iloc[need:].reset_index(drop=True)
+                                         if k == "table" else v[need:]) for k, v in b.items()})
+                        need = 0
+                    else:
+                        rest.append(b)
+                pending, n_pending = rest, n_pending - batch_size
+                yield emit(take)
+        if n_pending:
+            yield emit(pending)
 
     # ---------------------------------------------------------------- export
     def export_relion(

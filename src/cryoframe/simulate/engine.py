@@ -153,6 +153,24 @@ def _canonical_table(ext_table, voxel: float, box: int, tomo_name: str, class_na
     return df
 
 
+_FAST_CACHE: dict = {}
+
+
+def _fast_simulator(densities, cfg: SubtomogramDatasetConfig):
+    """One :class:`FastSubtomogramSimulator` per (densities, fast config) within a process."""
+    from cryoframe.simulate.fastpath import FastSubtomogramSimulator
+
+    key = (tuple(id(d) for d in densities), cfg.fast, cfg.tomogram.box_size_px,
+           cfg.density.voxel_size_angstrom)
+    if key not in _FAST_CACHE:
+        _FAST_CACHE.clear()
+        f = cfg.fast
+        _FAST_CACHE[key] = FastSubtomogramSimulator(
+            densities, cfg.tomogram.box_size_px, f.tilt_min_deg, f.tilt_max_deg, f.wbp_weighting,
+            f.cosine_weighting, f.b_factor_angstrom2, cfg.density.voxel_size_angstrom)
+    return _FAST_CACHE[key]
+
+
 def simulate_unit(store, unit: int, densities, cfg: SubtomogramDatasetConfig,
                   class_names: list[str]) -> None:
     """Fill one work unit of ``store`` (deterministic in ``(cfg.seed, unit)``) and mark it done."""
@@ -162,17 +180,13 @@ def simulate_unit(store, unit: int, densities, cfg: SubtomogramDatasetConfig,
     voxel = cfg.density.voxel_size_angstrom
     if cfg.path == "fast":
         from cryoframe.geometry.rotations import random_rotations
-        from cryoframe.simulate.extract import ground_truth_boxes
-        from cryoframe.simulate.fastpath import FastSubtomogramSimulator
 
         rng = np.random.default_rng([cfg.seed, unit, 606])
         cls = np.asarray(list(rows)) // cfg.n_per_class
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         R = random_rotations(n, generator=gen, dtype=torch.float64).numpy()
         off = rng.uniform(-cfg.fast.offset_max_px, cfg.fast.offset_max_px, size=(n, 3))
-        sim = FastSubtomogramSimulator(
-            densities, L, cfg.fast.tilt_min_deg, cfg.fast.tilt_max_deg, cfg.fast.wbp_weighting,
-            cfg.fast.cosine_weighting, cfg.fast.b_factor_angstrom2, voxel)
+        sim = _fast_simulator(densities, cfg)
         vols = sim.simulate(cls, R, off)
         import pandas as pd
 
@@ -180,7 +194,7 @@ def simulate_unit(store, unit: int, densities, cfg: SubtomogramDatasetConfig,
                           **{f"box_start_{a}_px": np.zeros(n, int) for a in "zyx"},
                           **{f"offset_{a}_px": off[:, i] for i, a in enumerate("zyx")},
                           **{f"R{i}{j}": R[:, i, j] for i in range(3) for j in range(3)}})
-        gt = ground_truth_boxes(densities, t, L)
+        gt = sim.simulate(cls, R, off, ground_truth=True)
         peak = gt.reshape(n, -1).amax(1).clamp_min(1e-12)
         masks = gt > cfg.tomogram.mask_threshold * peak[:, None, None, None]
         df = _canonical_table(t, voxel, L, f"fast_{unit:06d}", class_names)

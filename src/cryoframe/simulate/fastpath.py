@@ -106,7 +106,8 @@ class FastSubtomogramSimulator:
 
             self.support[n] = (filt > 0) & (radial_frequency((n, n, n), rfft=True) <= 0.5)
 
-    def simulate(self, class_ids, rotations, shifts_zyx_px=None, chunk: int = 256) -> torch.Tensor:
+    def simulate(self, class_ids, rotations, shifts_zyx_px=None, chunk: int = 256,
+                 ground_truth: bool = False) -> torch.Tensor:
         """Clean subtomograms.
 
         Parameters
@@ -119,6 +120,8 @@ class FastSubtomogramSimulator:
             `(B, 3)` offsets of the particle centre from the box centre (voxels).
         chunk : int
             Volumes per batch.
+        ground_truth : bool
+            Return the unfiltered rotated densities instead (no wedge, no transfer).
 
         Returns
         -------
@@ -138,8 +141,11 @@ class FastSubtomogramSimulator:
             a = n // 2 - L // 2
             for s in range(0, len(idx), chunk):
                 j = torch.as_tensor(idx[s:s + chunk])
-                spec = proj.volumes_rfft(R[j], sh[j], out_size=n, support=self.support[n],
-                                         weights=self.filters[n])
+                if ground_truth:
+                    spec = proj.volumes_rfft(R[j], sh[j], out_size=n)
+                else:
+                    spec = proj.volumes_rfft(R[j], sh[j], out_size=n, support=self.support[n],
+                                             weights=self.filters[n])
                 vol = torch.fft.irfftn(spec, s=(n, n, n), dim=(-3, -2, -1))
                 out[j] = vol[:, a:a + L, a:a + L, a:a + L]
         return out
