@@ -246,13 +246,14 @@ class SubtomoStore:
     def export_relion(
         self, out_dir: str | Path, *, voxel_size_angstrom: float,
         transform: Callable[[dict], dict] | None = None, array: str = "volumes",
-        tomo_name_column: str = "tomo_name",
+        tomo_name_column: str = "tomo_name", read_arrays: tuple[str, ...] | None = None,
     ) -> Path:
         """Write every done row as an MRC file plus ``particles.star`` (RELION 5 subtomograms).
 
         The metadata must hold ``coord_{z,y,x}_angstrom`` (box centre in the tomogram),
         ``shift_{z,y,x}_angstrom`` (particle centre − box centre), ``rot_00``…``rot_22`` and
-        ``class_id``: the canonical table of :mod:`cryoframe.io.subtomo_table`. Origins are
+        ``class_id``: the canonical table of :mod:`cryoframe.io.subtomo_table`. ``transform``
+        (e.g. materialised noise) sees the arrays in ``read_arrays``. Origins are
         written as RELION's ``rlnOrigin*Angst = −shift`` and angles via the RELION ZYZ
         convention of :mod:`cryoframe.geometry.euler`.
         """
@@ -263,7 +264,8 @@ class SubtomoStore:
         out = Path(out_dir)
         (out / "subtomograms").mkdir(parents=True, exist_ok=True)
         tables = []
-        for batch in self.iter_batches(64, (array,), transform):
+        names = tuple(sorted(set(read_arrays or ()) | {array}))
+        for batch in self.iter_batches(64, names, transform):
             t = batch["table"].copy()
             names = []
             for i, vol in zip(batch["index"], batch[array]):

@@ -88,7 +88,7 @@ class SubtomogramDatasetConfig(_Frozen):
     fast: FastPathConfig = FastPathConfig()
 
 
-def load_config(cls, path: str | Path | None = None, **overrides):
+def load_config(cls, config_path: str | Path | None = None, /, **overrides):
     """YAML file (optional) → flag overrides (None values ignored) → validated frozen config.
 
     Nested keys are given as ``"tomogram.ctf"``-style names or ``tomogram__ctf`` keywords.
@@ -97,6 +97,7 @@ def load_config(cls, path: str | Path | None = None, **overrides):
     from pydantic import ValidationError
 
     data: dict = {}
+    path = config_path
     if path is not None:
         p = Path(path)
         if not p.exists():
