@@ -1,7 +1,8 @@
 """Unsupervised subtomogram clustering on embeddings: k-means++ and a 2D map (PCA, or UMAP).
 
-Works on any `(N, d)` embedding array. Embeddings are L2-normalised and standardised before
-k-means so that the cosine geometry the encoders are trained with is what the clusters see.
+Works on any `(N, d)` embedding array. Each dimension is standardised (so that features of
+different units weigh alike) and each row is then L2-normalised (the cosine geometry the
+encoders are trained with) before k-means.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def _prepare(emb) -> np.ndarray:
     if x.ndim != 2 or len(x) < 2:
         raise InputError(f"embeddings of shape {x.shape}", field="embeddings",
                          expected="(N, d) with N >= 2")
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return (x - x.mean(0)) / (x.std(0) + 1e-12)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-12)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def cluster_embeddings(emb, n_clusters: int, seed: int = 0, n_init: int = 10) -> ClusterResult:

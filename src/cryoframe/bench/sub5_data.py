@@ -1,0 +1,156 @@
+"""SUB5: the five-class subtomogram data shared by the sub5-* suites (BENCHMARKS.md).
+
+Classes {7P6Z, 1WCM, 3CF3, 1QVR, 1BXN}; 32³ boxes at 10 Å/voxel made by CryoEngine's full
+tilt-series path (:func:`cryoframe.simulate.engine.simulate_subtomograms`): Poisson-disk scenes
+with uniform random SO(3) poses, tilt series −60…+60° in 2° steps with a per-tilt CTF (300 kV,
+defocus drawn per tilt from 3–6 µm underfocus, phase-flipped before reconstruction), tilt drift
+and its alignment, weighted back-projection, extraction with a sub-voxel picking error (≤ 1 voxel
+per axis). A unit-variance noise tilt series is reconstructed with the same geometry, so every
+box has a signal part ``S`` and a noise part ``N``; the subtomogram at SNR ``s`` is ``S + αN`` with
+``α² = Var(S) / (s · Var(N))`` measured on the box (:func:`cryoframe.simulate.noise.combine_signal_noise`).
+
+The densities are simulated from the bundled atomic models at 10 Å/voxel with a Gaussian of
+σ = 5 Å (``resolution_angstrom = 10``). Rows are split by parity into two disjoint pools: even
+rows form the SNR-100 training pool of the classification protocol, odd rows the target pool
+(split 1:1:8, aligned, averaged), so no test particle is ever seen in training at another SNR.
+
+The store is cached under ``cache_dir`` and resumed if interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["SUB5_CLASSES", "SUB5_SNRS", "VOXEL_ANGSTROM", "BOX_PX", "PAPER_NOTE", "Sub5Data",
+           "sub5_config", "build_sub5", "load_sub5", "class_maps", "bench_encoder",
+           "snr_key"]
+
+SUB5_CLASSES: tuple[str, ...] = ("7P6Z", "1WCM", "3CF3", "1QVR", "1BXN")
+SUB5_SNRS: tuple[float, ...] = (100.0, 0.1, 0.05, 0.03, 0.01, 0.005)
+VOXEL_ANGSTROM = 10.0
+BOX_PX = 32
+PAPER_NOTE = ("SUB5 stands in for the paper's benchmark (5LQW, 1I6V, 6A5L, 5T2C, 5MPA), which "
+              "cannot be had offline; paper figures are context only (paper, on its own data).")
+
+
+def snr_key(snr: float) -> str:
+    """Metric suffix of an SNR as in BENCHMARKS.md, e.g. ``snr0.1``."""
+    return f"snr{snr:g}"
+
+
+def sub5_config(n_per_class: int, seed: int, quick: bool):
+    """The :class:`~cryoframe.simulate.config.SubtomogramDatasetConfig` of SUB5.
+
+    ``n_per_class`` counts rows of the store (both pools together); classes are drawn uniformly
+    per particle, so class counts are only approximately equal.
+    """
+    from cryoframe.simulate.config import DensityConfig, SubtomogramDatasetConfig, TomogramConfig
+
+    tomo = TomogramConfig(
+        shape_zyx_px=(100, 256, 256) if quick else (160, 400, 400),
+        box_size_px=BOX_PX, tilt_min_deg=-60.0, tilt_max_deg=60.0, tilt_step_deg=2.0,
+        ctf=True, defocus_min_angstrom=30000.0, defocus_max_angstrom=60000.0, voltage_kv=300.0,
+        noise_stage="tilt", offset_max_px=1.0,
+    )
+    return SubtomogramDatasetConfig(
+        structures=list(SUB5_CLASSES), n_per_class=n_per_class, path="full",
+        snrs=list(SUB5_SNRS), seed=seed, unit_size=32 if quick else 64,
+        density=DensityConfig(voxel_size_angstrom=VOXEL_ANGSTROM, resolution_angstrom=10.0),
+        tomogram=tomo,
+    )
+
+
+def build_sub5(cache_dir: str | Path, n_per_class: int, seed: int, quick: bool,
+               progress=None):
+    """Simulate (or resume / reuse) the SUB5 store; returns the :class:`SubtomoStore`."""
+    from cryoframe.simulate.engine import simulate_subtomograms
+
+    cfg = sub5_config(n_per_class, seed, quick)
+    path = Path(cache_dir) / f"sub5_{'quick' if quick else 'full'}_n{n_per_class}_seed{seed}.zarr"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return simulate_subtomograms(cfg, path, progress=progress)
+
+
+@dataclass
+class Sub5Data:
+    """All of SUB5 in memory."""
+
+    signal: Tensor            #: `(N, 32, 32, 32)` reconstructed signal part
+    noise: Tensor             #: `(N, 32, 32, 32)` reconstructed unit tilt noise
+    labels: np.ndarray        #: `(N,)` class index into ``SUB5_CLASSES``
+    rotations: Tensor         #: `(N, 3, 3)` true poses
+    offsets_px: Tensor        #: `(N, 3)` true sub-voxel centre offsets (zyx)
+    pool: np.ndarray          #: `(N,)` 0 = SNR-100 training pool, 1 = target pool
+
+    def at_snr(self, snr: float, index=None) -> Tensor:
+        """Subtomograms ``S + αN`` at ``snr`` (measured on each box) for rows ``index``."""
+        from cryoframe.simulate.noise import combine_signal_noise
+
+        idx = slice(None) if index is None else torch.as_tensor(np.asarray(index))
+        return combine_signal_noise(self.signal[idx], self.noise[idx], snr)
+
+
+def load_sub5(store) -> Sub5Data:
+    """Read a SUB5 store into memory."""
+    from cryoframe.io.subtomo_table import subtomo_rotations
+
+    table = store.read_table()
+    n = len(table)
+    sig = torch.as_tensor(np.asarray(store.group["volumes"][:n]))
+    noi = torch.as_tensor(np.asarray(store.group["noise"][:n]))
+    rot = subtomo_rotations(table).to(torch.float32)
+    off = torch.as_tensor(table[["offset_z_px", "offset_y_px", "offset_x_px"]].to_numpy(),
+                          dtype=torch.float32)
+    labels = table["class_id"].to_numpy().astype(int)
+    pool = (table["index"].to_numpy() % 2).astype(int)
+    return Sub5Data(sig, noi, labels, rot, off, pool)
+
+
+def class_maps(box_px: int = BOX_PX) -> Tensor:
+    """`(5, box, box, box)` clean class densities centred at voxel ``box // 2`` (templates, GT)."""
+    from cryoframe.simulate.config import DensityConfig
+    from cryoframe.simulate.engine import build_densities
+
+    dens = build_densities(SUB5_CLASSES, DensityConfig(voxel_size_angstrom=VOXEL_ANGSTROM,
+                                                        resolution_angstrom=10.0))
+    out = torch.zeros(len(dens), box_px, box_px, box_px)
+    for k, d in enumerate(dens):
+        v = torch.as_tensor(np.asarray(d.data), dtype=torch.float32)
+        s = v.shape[0]
+        if s > box_px:
+            c = s // 2 - box_px // 2
+            v = v[c:c + box_px, c:c + box_px, c:c + box_px]
+            s = box_px
+        a = box_px // 2 - s // 2
+        out[k, a:a + s, a:a + s, a:a + s] = v
+    return out
+
+
+def bench_encoder():
+    """The pretrained pair encoder for the learned methods, or ``(None, reason)``.
+
+    Looked up in ``$CRYOFRAME_SUBTOMO_WEIGHTS`` (a checkpoint path) and then among the shipped
+    weights (``cryoframe.models.pretrained``, if this installation has them).
+    """
+    from cryoframe.tasks.align import load_pair_encoder
+
+    path = os.environ.get("CRYOFRAME_SUBTOMO_WEIGHTS")
+    if path:
+        return load_pair_encoder(path), f"checkpoint {path}"
+    try:
+        from cryoframe.models import pretrained  # type: ignore[attr-defined]
+
+        return pretrained.load_pair_encoder(), "shipped weights"
+    except (ImportError, AttributeError):
+        pass
+    except Exception as exc:  # noqa: BLE001 - shipped weights present but unusable
+        return None, f"shipped weights could not be loaded: {exc}"
+    return None, ("no pretrained subtomogram encoder in this installation (set "
+                  "CRYOFRAME_SUBTOMO_WEIGHTS to a pair-encoder checkpoint); learned-method "
+                  "figures are reported missing")
