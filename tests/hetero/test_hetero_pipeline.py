@@ -36,6 +36,13 @@ def test_template_and_ensemble_correspond(adk):
     r = kabsch_rmsd(torch.as_tensor(ens.ca_zyx_angstrom),
                     torch.as_tensor(tmpl.ca_zyx_angstrom)[None].expand(ens.n_conformations, -1, -1))
     assert float(r[0]) < 1.5 < 5.0 < float(r[-1])
+    # the regularisers vanish at the real template and not at a trajectory frame
+    from cryoframe.hetero.losses import r1_bonds, r2_log_distance
+
+    x0 = torch.as_tensor(tmpl.ca_zyx_angstrom, dtype=torch.float32)
+    assert float(r1_bonds(x0[None], x0)) == 0.0 and float(r2_log_distance(x0[None], x0)) == 0.0
+    last = torch.as_tensor(ens.ca_zyx_angstrom[-1:])
+    assert float(r2_log_distance(last, x0)) > 1.0
     # frames are superposed onto the template frame (no residual rotation)
     first = torch.as_tensor(ens.ca_zyx_angstrom[0], dtype=torch.float64)
     plain = (first - torch.as_tensor(tmpl.ca_zyx_angstrom)).pow(2).sum(-1).mean().sqrt()

@@ -1,4 +1,4 @@
-"""``cryoframe hetero simulate | train | evaluate``: heterogeneous atomic reconstruction (paper 002)."""
+"""``cryoframe hetero simulate | train | evaluate``: heterogeneous atomic reconstruction."""
 
 from __future__ import annotations
 
@@ -34,10 +34,10 @@ def register(app: typer.Typer) -> None:
     @hetero.command("simulate")
     def simulate(
         out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
-        trajectory: str = typer.Option("adk_dims", help="Bundled trajectory (adk_dims, adk_dims2)."),
+        trajectory: str = typer.Option("adk_dims", help="Bundled trajectory: adk_dims, adk_dims2."),
         topology_file: Path = typer.Option(None, "--topology", help="Own topology (PSF/PDB)."),
         trajectory_file: Path = typer.Option(None, "--trajectory-file",
-                                             help="Own trajectory (DCD/XTC); omit for multi-model."),
+                                             help="Own trajectory (DCD/XTC); none: multi-model."),
         template: str = typer.Option("1AKE", help="Template: bundled ID or PDB/mmCIF path."),
         chain: str = typer.Option("A", help="Template chain."),
         n_per_conformation: int = typer.Option(10, help="Images per conformation."),

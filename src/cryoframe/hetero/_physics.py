@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from cryoframe.fourier.ctf import electron_wavelength_angstrom
 
-__all__ = ["electron_wavelength_angstrom", "relativistic_gamma", "interaction_scale_rad_per_angstrom"]
+__all__ = ["electron_wavelength_angstrom", "relativistic_gamma",
+           "interaction_scale_rad_per_angstrom"]
 
 _M0C2_EV = 510_998.95  # electron rest energy (eV)
 

@@ -252,7 +252,7 @@ def load_ensemble(
     selection: str = "protein",
     stride: int = 1,
 ) -> Ensemble:
-    """Read every frame of an MD trajectory (or multi-model file) and express it in the template frame.
+    """Read every frame of an MD trajectory (or multi-model file) in the template frame.
 
     Parameters
     ----------

@@ -96,7 +96,8 @@ class ResidueForwardModel(torch.nn.Module):
         off = 0.5 * (bin_factor - 1) * self.pixel_size_angstrom
         return gaussian_projection(coords, rotations, self.amplitude, self.sigma, n, px, off)
 
-    def forward(self, coords: Tensor, rotations: Tensor, ctf: Tensor, bin_factor: int = 1) -> Tensor:
+    def forward(self, coords: Tensor, rotations: Tensor, ctf: Tensor,
+                bin_factor: int = 1) -> Tensor:
         """Contrast images.
 
         Parameters

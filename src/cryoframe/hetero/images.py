@@ -35,7 +35,7 @@ __all__ = ["ImagingConfig", "ParticleImages", "simulate_images", "ctf_stack", "a
 
 
 class ImagingConfig(BaseModel):
-    """Microscope and image parameters (defaults: the paper's Parakeet settings, scaled to a CPU)."""
+    """Microscope and image parameters (defaults: the paper's Parakeet settings, CPU-scaled)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     box_px: PositiveInt = 64

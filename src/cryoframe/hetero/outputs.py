@@ -71,7 +71,8 @@ def pick_models_along_pc1(latents: torch.Tensor, n_models: int) -> np.ndarray:
     return order[pos]
 
 
-def plot_latents(path: str | Path, latents: torch.Tensor, color=None, color_label: str = "") -> Path:
+def plot_latents(path: str | Path, latents: torch.Tensor, color=None,
+                 color_label: str = "") -> Path:
     """Scatter of latent PC1/PC2, coloured by ``color`` (e.g. true conformation index)."""
     import matplotlib
 
@@ -117,7 +118,7 @@ def plot_rmsd_histogram(path: str | Path, rmsd_angstrom: dict[str, np.ndarray]) 
 
 def write_results_star(path: str | Path, table, latents: torch.Tensor,
                        rotations: torch.Tensor | None = None, rmsd_angstrom=None) -> Path:
-    """Per-image STAR (``table``: the input ParticleTable): its rows plus latents, poses used and (if known) RMSD.
+    """Per-image STAR: the rows of ``table`` (input ParticleTable) plus latents, poses, RMSD.
 
     Columns added: ``rlnCryoframeLatent1..d``, ``rlnCryoframeRmsdAngst`` and, when ``rotations``
     is given (estimated poses), ``rlnAngleRot/Tilt/Psi`` replaced by them.
