@@ -94,7 +94,7 @@ def test_relion_export_round_trip(tmp_path, dens):
     table = read_particles(star)
     back = subtomo_from_relion(table)
     orig = store.read_table()
-    R0 = torch.as_tensor(orig[[f"rot_{i}{j}" for i in range(3) for j in range(3)]].to_numpy()
+    R0 = torch.tensor(orig[[f"rot_{i}{j}" for i in range(3) for j in range(3)]].to_numpy()
                          .reshape(-1, 3, 3))
     assert torch.allclose(subtomo_rotations(back).double(), R0.double(), atol=1e-6)
     # origins: particle centre = box centre + shift, RELION origin = −shift

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -79,6 +80,18 @@ class TiltAlignment:
     tilt_axis_offset_px: float = 0.0
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """Per-image FFTs of a few hundred pixels: threading costs more than it gains (and on a
+    shared machine waiting for a second thread dominates), so run them single-threaded."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def align_translations(images, tilts_deg, n_passes: int = 2, n_ref: int = 2,
                        lowpass_sigma_cycles: float = 0.1, whitening: float = 0.5,
                        pin_rotation_centre: bool = True) -> TiltAlignment:
@@ -106,6 +119,13 @@ def align_translations(images, tilts_deg, n_passes: int = 2, n_ref: int = 2,
     -------
     TiltAlignment
     """
+    with _one_thread():
+        return _align_translations(images, tilts_deg, n_passes, n_ref, lowpass_sigma_cycles,
+                                   whitening, pin_rotation_centre)
+
+
+def _align_translations(images, tilts_deg, n_passes, n_ref, lowpass_sigma_cycles, whitening,
+                        pin_rotation_centre) -> TiltAlignment:
     from cryoframe.geometry.transforms import shift_images_fourier
 
     im = torch.as_tensor(images, dtype=torch.float32)

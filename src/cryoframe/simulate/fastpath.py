@@ -106,7 +106,7 @@ class FastSubtomogramSimulator:
 
             self.support[n] = (filt > 0) & (radial_frequency((n, n, n), rfft=True) <= 0.5)
 
-    def simulate(self, class_ids, rotations, shifts_zyx_px=None, chunk: int = 256,
+    def simulate(self, class_ids, rotations, shifts_zyx_px=None, chunk: int = 64,
                  ground_truth: bool = False) -> torch.Tensor:
         """Clean subtomograms.
 
@@ -119,7 +119,7 @@ class FastSubtomogramSimulator:
         shifts_zyx_px : Tensor, optional
             `(B, 3)` offsets of the particle centre from the box centre (voxels).
         chunk : int
-            Volumes per batch.
+            Volumes per batch (64 keeps the working set in cache; measured fastest).
         ground_truth : bool
             Return the unfiltered rotated densities instead (no wedge, no transfer).
 
