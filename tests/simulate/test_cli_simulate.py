@@ -7,9 +7,12 @@ from cryoframe.io.store import SubtomoStore
 
 
 def test_simulate_subtomograms_cli_resumes_and_exports(tmp_path):
+    from cryoframe.data import map_path
+
+    maps = [str(map_path("1BXN")), str(map_path("3QM1"))]  # bundled 10 Å maps enter directly
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("structures: [1BXN, 3QM1]\nn_per_class: 12\npath: fast\nunit_size: 8\n"
-                   "fast:\n  tilt_min_deg: -50\n  tilt_max_deg: 50\n")
+    cfg.write_text(f"structures: ['{maps[0]}', '{maps[1]}']\nn_per_class: 12\npath: fast\n"
+                   "unit_size: 8\nfast:\n  tilt_min_deg: -50\n  tilt_max_deg: 50\n")
     out = tmp_path / "s.zarr"
     args = ["simulate", "subtomograms", "--out", str(out), "--config", str(cfg), "--seed", "5"]
     assert main(args + ["--shard", "1/2"]) == 0
@@ -18,7 +21,7 @@ def test_simulate_subtomograms_cli_resumes_and_exports(tmp_path):
     store = SubtomoStore(out)
     t = store.read_table()
     assert t["index"].tolist() == list(range(24))
-    assert t["class_name"].tolist() == ["1BXN"] * 12 + ["3QM1"] * 12
+    assert t["class_name"].tolist() == [maps[0]] * 12 + [maps[1]] * 12
     rec = json.loads((tmp_path / "s.zarr.config.json").read_text())
     assert rec["config"]["fast"]["tilt_max_deg"] == 50 and rec["config"]["seed"] == 5
     star = (tmp_path / "exp" / "particles.star").read_text()

@@ -103,17 +103,18 @@ def register(app: typer.Typer) -> None:
         out.mkdir(parents=True, exist_ok=True)
         write_run_record(out, cfg)
         dens = build_densities(sources)
+        vs = float(dens[0].voxel_size_angstrom)
         names = [Path(str(s)).name.split(".")[0].upper() for s in sources]
         with _progress() as prog:
             task = prog.add_task("tomograms", total=n_tomograms)
             for i in range(n_tomograms):
-                r = simulate_tomogram(dens, cfg, seed=seed + i)
+                r = simulate_tomogram(dens, cfg, seed=seed + i, voxel_size_angstrom=vs)
                 stem = f"tomo_{i:03d}"
-                write_mrc(out / f"{stem}.mrc", r.tomogram.numpy(), voxel_size_angstrom=10.0)
+                write_mrc(out / f"{stem}.mrc", r.tomogram.numpy(), voxel_size_angstrom=vs)
                 write_mrc(out / f"{stem}_tilts.mrcs", r.tilt_series.images.numpy(),
-                          voxel_size_angstrom=10.0)
-                table = _canonical_table(r.extraction.table, 10.0, cfg.box_size_px, stem, names)
-                write_particles(out / f"{stem}_particles.star", subtomo_to_relion(table, 10.0))
+                          voxel_size_angstrom=vs)
+                table = _canonical_table(r.extraction.table, vs, cfg.box_size_px, stem, names)
+                write_particles(out / f"{stem}_particles.star", subtomo_to_relion(table, vs))
                 r.scene.to_frame().to_parquet(out / f"{stem}_scene.parquet")
                 prog.advance(task)
         console.print(f"wrote {n_tomograms} tomograms to {out}")
