@@ -123,3 +123,19 @@ def test_cli_simulate_train_evaluate(tmp_path):
     assert (run / "latents.png").stat().st_size > 1000
     assert (run / "rmsd_histogram.png").stat().st_size > 1000
     assert main(["hetero", "evaluate", str(tmp_path)]) == 2  # not a run folder: one-line error
+
+
+@pytest.mark.slow
+def test_cli_train_evaluate_with_estimated_poses(tmp_path):
+    data_dir, esl = tmp_path / "data", tmp_path / "esl"
+    assert main(["hetero", "simulate", "--out", str(data_dir), "--n-per-conformation", "1",
+                 "--box-px", "32", "--pixel-size", "4.0", "--seed", "3", "--stride", "7"]) == 0
+    assert main(["hetero", "train", str(data_dir), "--out", str(esl), "--poses", "esl",
+                 "--epochs", "1", "--batch-size", "14", "--grid-step-deg", "15"]) == 0
+    assert main(["hetero", "evaluate", str(esl), "--n-models", "2"]) == 0
+    from cryoframe.io.star import read_particles
+
+    est = read_particles(esl / "particles_hetero.star").particles
+    true = read_particles(data_dir / "particles.star").particles
+    assert len(est) == 14 and np.isfinite(est["rlnCryoframeRmsdAngst"]).all()
+    assert not np.allclose(est["rlnAngleTilt"], true["rlnAngleTilt"])  # estimated poses written
