@@ -10,6 +10,8 @@ All operations act on normalised images `(b, 1, h, w)` (background mean 0, σ 1)
 * intensity jitter: ``x ← c·x + β`` with contrast ``c ∈ [1 − j, 1 + j]`` and offset
   ``β ∈ [−j/2, j/2]`` (in units of the background σ);
 * Gaussian blur with σ uniform in ``blur_sigma_px`` (applied in Fourier space);
+* optional fresh white noise (σ uniform in ``noise_sigma``, background-σ units), applied before
+  the blur;
 * solarisation: values above the image mean are reflected about it (the [0, 1] rule
   ``x ≥ ½ → 1 − x`` is a reflection about ½).
 
@@ -44,6 +46,7 @@ class ParticleAugment:
     blur_p: float = 1.0
     blur_sigma_px: tuple[float, float] = (0.1, 2.0)
     solarize_p: float = 0.0
+    noise_sigma: tuple[float, float] = (0.0, 0.0)
 
     def crop_rotate(self, x: Tensor, gen: torch.Generator | None) -> Tensor:
         """Random resized crop + in-plane rotation of `(b, 1, h, w)` to the same size."""
@@ -71,6 +74,9 @@ class ParticleAugment:
         contrast = 1.0 + on * _uniform(b, -self.jitter, self.jitter, gen)
         offset = on * _uniform(b, -self.jitter / 2, self.jitter / 2, gen)
         x = x * contrast[:, None, None, None] + offset[:, None, None, None]
+        if self.noise_sigma[1] > 0:  # fresh white noise per view (σ in background-σ units)
+            sig = _uniform(b, *self.noise_sigma, gen)
+            x = x + sig[:, None, None, None] * torch.randn(x.shape, generator=gen)
         blur = torch.rand(b, generator=gen) < self.blur_p
         if bool(blur.any()):
             sigma = _uniform(b, *self.blur_sigma_px, gen) * blur.to(x.dtype)
@@ -91,6 +97,16 @@ _VIEW1 = ParticleAugment(blur_p=1.0, solarize_p=0.0)
 _VIEW2 = ParticleAugment(blur_p=0.1, solarize_p=0.2)
 
 
-def two_views(x: Tensor, gen: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Two asymmetrically augmented views of a batch `(b, 1, h, w)` (MoCo v3 recipe)."""
+def two_views(x: Tensor, gen: torch.Generator | None = None,
+              noise_sigma_max: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Two asymmetrically augmented views of a batch `(b, 1, h, w)` (MoCo v3 recipe).
+
+    ``noise_sigma_max > 0`` adds independent white noise (σ uniform in [0, max], in units of the
+    background σ) to each view before blurring, so the two views no longer share one noise
+    realisation that the encoder could match instead of the particle.
+    """
+    if noise_sigma_max > 0:
+        v1 = ParticleAugment(blur_p=1.0, solarize_p=0.0, noise_sigma=(0.0, noise_sigma_max))
+        v2 = ParticleAugment(blur_p=0.1, solarize_p=0.2, noise_sigma=(0.0, noise_sigma_max))
+        return v1(x, gen), v2(x, gen)
     return _VIEW1(x, gen), _VIEW2(x, gen)

@@ -173,6 +173,7 @@ class PretrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     checkpoint_every: int = 25
+    noise_sigma_max: float = 0.0   # extra independent noise per view (0: paper's recipe)
 
 
 def _progress(step: int, steps: int, elapsed_s: float, max_minutes: float | None) -> float:
@@ -221,6 +222,7 @@ def pretrain_moco(
     if ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
+        model.temperature = cfg.temperature  # a resumed run may change τ (not a parameter)
         opt.load_state_dict(state["opt"])
         gen.set_state(state["rng"])
         step, losses = int(state["step"]), list(state["losses"])
@@ -252,7 +254,7 @@ def pretrain_moco(
             g["lr"] = lr
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         x = images[idx][:, None]
-        v1, v2 = two_views(x, gen)
+        v1, v2 = two_views(x, gen, cfg.noise_sigma_max)
         out = model(v1, v2)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -369,6 +371,8 @@ def run_pretraining(
     n_per_kind: int = 150,
     seed: int = 0,
     log: Log | None = None,
+    temperature: float = 0.5,
+    noise_sigma_max: float = 0.0,
 ) -> dict[str, Any]:
     """Simulate the pretraining pool, run MoCo v3, optionally fine-tune CryoRanker; write
     ``particle_vit_cpu.pt`` / ``particle_ranker_cpu.pt`` and ``history.json`` in ``out_dir``.
@@ -394,8 +398,11 @@ def run_pretraining(
         if log:
             log(f"pool {tuple(pool.shape)} in {time.perf_counter() - t0:.0f} s")
     cfg = PretrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
-                         max_minutes=max_minutes)
+                         max_minutes=max_minutes, temperature=temperature,
+                         noise_sigma_max=noise_sigma_max)
     encoder, hist = pretrain_moco(pool, cfg, out / "moco_ckpt.pt", log)
+    if ranker and (out / "particle_ranker_cpu.pt").exists():
+        (out / "particle_ranker_cpu.pt").unlink()  # stale: made from the previous encoder
     arch = dict(VIT2D_CONFIGS[cfg.model])
     meta = {"densities": list(PRETRAIN_DENSITIES), "n_images": int(pool.shape[0]),
             "steps": hist["steps_done"], "pretrain_config": asdict(cfg),
