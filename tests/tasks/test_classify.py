@@ -32,6 +32,8 @@ def test_split_is_exact_1_1_8_and_disjoint():
 def test_split_rejects_tiny_classes():
     with pytest.raises(InputError):
         split_1_1_8(np.array([0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1]))
+    s = split_1_1_8(np.array([0] * 5 + [1] * 5))
+    assert len(s.train) == 2 and len(s.val) == 2 and len(s.test) == 6
 
 
 def test_protocols_beat_chance_on_separable_embeddings():

@@ -102,11 +102,10 @@ def load_sub5(store) -> Sub5Data:
 
     table = store.read_table()
     n = len(table)
-    sig = torch.as_tensor(np.asarray(store.group["volumes"][:n]))
-    noi = torch.as_tensor(np.asarray(store.group["noise"][:n]))
+    sig = torch.from_numpy(np.array(store.group["volumes"][:n], dtype=np.float32))
+    noi = torch.from_numpy(np.array(store.group["noise"][:n], dtype=np.float32))
     rot = subtomo_rotations(table).to(torch.float32)
-    off = torch.as_tensor(table[["offset_z_px", "offset_y_px", "offset_x_px"]].to_numpy(),
-                          dtype=torch.float32)
+    off = torch.tensor(table[["offset_z_px", "offset_y_px", "offset_x_px"]].to_numpy(np.float32))
     labels = table["class_id"].to_numpy().astype(int)
     pool = (table["index"].to_numpy() % 2).astype(int)
     return Sub5Data(sig, noi, labels, rot, off, pool)
@@ -136,21 +135,20 @@ def bench_encoder():
     """The pretrained pair encoder for the learned methods, or ``(None, reason)``.
 
     Looked up in ``$CRYOFRAME_SUBTOMO_WEIGHTS`` (a checkpoint path) and then among the shipped
-    weights (``cryoframe.models.pretrained``, if this installation has them).
+    weights (:mod:`cryoframe.models.pretrained`), if this installation has them.
     """
     from cryoframe.tasks.align import load_pair_encoder
 
     path = os.environ.get("CRYOFRAME_SUBTOMO_WEIGHTS")
     if path:
         return load_pair_encoder(path), f"checkpoint {path}"
-    try:
-        from cryoframe.models import pretrained  # type: ignore[attr-defined]
+    from cryoframe.models import pretrained
 
-        return pretrained.load_pair_encoder(), "shipped weights"
-    except (ImportError, AttributeError):
-        pass
-    except Exception as exc:  # noqa: BLE001 - shipped weights present but unusable
-        return None, f"shipped weights could not be loaded: {exc}"
+    if pretrained.shipped_weights_path().exists():
+        try:
+            return pretrained.load_pair_encoder(), f"shipped weights ({pretrained.SHIPPED_WEIGHTS})"
+        except Exception as exc:  # noqa: BLE001 - shipped weights present but unusable
+            return None, f"shipped weights could not be loaded: {exc}"
     return None, ("no pretrained subtomogram encoder in this installation (set "
                   "CRYOFRAME_SUBTOMO_WEIGHTS to a pair-encoder checkpoint); learned-method "
                   "figures are reported missing")

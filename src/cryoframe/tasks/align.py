@@ -42,36 +42,11 @@ def standardize(vol: Tensor) -> Tensor:
 
 
 def load_pair_encoder(path: str | Path):
-    """Load an :class:`~cryoframe.models.pair.APTPairEncoder` checkpoint.
+    """Load a pair-encoder weights file (``{"config", "state_dict", "meta"}``, as written by
+    ``cryoframe pretrain``); see :func:`cryoframe.models.pretrained.load_pair_encoder_file`."""
+    from cryoframe.models.pretrained import load_pair_encoder_file
 
-    The file is a ``torch.save`` dict holding the constructor arguments under ``"config"``
-    (or ``"model_config"``) and the weights under ``"state_dict"`` (or ``"model"``).
-    """
-    from cryoframe.models.pair import APTPairEncoder
-
-    path = Path(path)
-    if not path.exists():
-        raise InputError("checkpoint not found", file=path, expected="a pair-encoder checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise InputError(f"cannot read checkpoint ({exc})", file=path,
-                         expected="a torch.save dict") from exc
-    config = state = None
-    if isinstance(ckpt, dict):
-        config = ckpt.get("config") or ckpt.get("model_config")
-        state = ckpt.get("state_dict") or ckpt.get("model")
-    if not isinstance(config, dict) or not isinstance(state, dict):
-        raise InputError("checkpoint lacks a config or weights", file=path,
-                         field="config/state_dict", expected="{'config': {...}, 'state_dict': {...}}")
-    known = APTPairEncoder.__init__.__code__.co_varnames
-    model = APTPairEncoder(**{k: v for k, v in config.items() if k in known})
-    state = {k.removeprefix("encoder."): v for k, v in state.items()}
-    missing, _ = model.load_state_dict(state, strict=False)
-    if any(not k.startswith(("class_head", "transform_head")) for k in missing):
-        raise InputError(f"checkpoint misses encoder weights ({missing[:3]}...)", file=path,
-                         field="state_dict", expected="APTPairEncoder weights")
-    return model.eval()
+    return load_pair_encoder_file(path)[0]
 
 
 def _wedge_filter(x: Tensor, mask: Tensor | None) -> Tensor:

@@ -61,19 +61,20 @@ def split_1_1_8(labels, seed: int = 0) -> Split:
     -------
     Split
         Disjoint index arrays covering ``0..N-1``. Per class with ``m`` members the train and
-        validation parts hold ``round(m / 10)`` each (exact when ``m`` is a multiple of 10).
+        validation parts hold ``max(1, round(m / 10))`` each (exact 1:1:8 when ``m`` is a
+        multiple of 10).
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     parts: tuple[list, list, list] = ([], [], [])
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        k = int(round(len(idx) / 10))
-        if len(idx) < 3 or k == 0:
+        if len(idx) < 3:
             raise InputError(
                 f"class {c} has {len(idx)} samples", field="labels",
-                expected="at least 5 samples per class for a 1:1:8 split",
+                expected="at least 3 samples per class for a 1:1:8 split",
             )
+        k = max(1, int(round(len(idx) / 10)))
         parts[0].append(idx[:k])
         parts[1].append(idx[k:2 * k])
         parts[2].append(idx[2 * k:])
