@@ -1,17 +1,14 @@
 """Full tilt-series path on a small tomogram (160×160×96 voxels, 10 Å)."""
 
 import numpy as np
-import pytest
 import torch
 
 from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.fourier.wedge import missing_wedge_mask
-from cryoframe.simulate.config import TomogramConfig
-from cryoframe.simulate.engine import simulate_tomogram
 from cryoframe.simulate.extract import ground_truth_boxes, rotations_of
 from cryoframe.simulate.projector import FourierProjector
 
-SHAPE = (96, 160, 160)
+from conftest import SHAPE  # noqa: E402,F401  (160×160×96 test tomogram)
 
 
 def _reference_box(density, L=32):

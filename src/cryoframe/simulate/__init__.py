@@ -7,7 +7,7 @@ Subtomogram path, one concept per module:
 - :mod:`~cryoframe.simulate.scene` — Poisson-disk placement with Shoemake poses;
 - :mod:`~cryoframe.simulate.projector` — Fourier-space rotation/projection of one density;
 - :mod:`~cryoframe.simulate.tiltseries` — tilt series (per-particle projection, drift, CTF, dose);
-- :mod:`~cryoframe.simulate.align_tilts` — phase-correlation alignment, tilt-axis refinement;
+- :mod:`~cryoframe.simulate.align_tilts` — phase-correlation tilt alignment;
 - :mod:`~cryoframe.simulate.reconstruct` — weighted back-projection;
 - :mod:`~cryoframe.simulate.extract` — 32³ boxes, masks, ground-truth pose and offset;
 - :mod:`~cryoframe.simulate.noise` — calibrated noise at an exact SNR, regenerated on the fly;

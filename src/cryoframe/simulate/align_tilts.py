@@ -9,8 +9,10 @@
    zero-tilt view. Further passes re-align every image against its aligned neighbours.
    The cross-power spectrum is whitened (phase correlation) and weighted by a Gaussian
    low-pass so that the peak stays well defined in noisy images.
-2. Tilt axis: a single in-plane axis angle and x offset are refined by minimising the mean
-   squared reprojection error of a binned WBP reconstruction (coordinate search).
+2. Tilt axis: an x offset of the axis shifts image ``θ`` by ``δ(1 − cos θ)`` and a z offset of
+   the specimen by ``∝ sin θ``; both are removed from the estimated x shifts
+   (``pin_rotation_centre``). The in-plane axis angle is not refined (the simulated axis is
+   exact; a reprojection-error search was not reliable enough to ship, see the report).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["phase_correlation_shift", "TiltAlignment", "align_translations", "refine_tilt_axis",
-           "reproject"]
+__all__ = ["phase_correlation_shift", "TiltAlignment", "align_translations"]
 
 
 def _parabola(cm: float, c0: float, cp: float) -> float:
@@ -72,12 +73,10 @@ def phase_correlation_shift(img, ref, lowpass_sigma_cycles: float = 0.15,
 
 @dataclass
 class TiltAlignment:
-    """Result of :func:`align_translations` (+ axis refinement)."""
+    """Result of :func:`align_translations`."""
 
     shifts_yx_px: np.ndarray  # (T, 2): observed(x) = aligned(x − shift)
     aligned: torch.Tensor  # (T, H, W)
-    tilt_axis_angle_deg: float = 0.0
-    tilt_axis_offset_px: float = 0.0
 
 
 @contextlib.contextmanager
@@ -171,92 +170,3 @@ def _align_translations(images, tilts_deg, n_passes, n_ref, lowpass_sigma_cycles
         shifts[:, 1] -= basis @ coef
     aligned = shift_images_fourier(im, torch.as_tensor(-shifts, dtype=torch.float32))
     return TiltAlignment(shifts, aligned)
-
-
-def _bin(images: torch.Tensor, factor: int) -> torch.Tensor:
-    if factor <= 1:
-        return images
-    T, H, W = images.shape
-    h, w = H // factor, W // factor
-    return images[:, : h * factor, : w * factor].reshape(T, h, factor, w, factor).mean((2, 4))
-
-
-def reproject(volume, tilts_deg, detector_width: int, x_offset_px: float = 0.0) -> torch.Tensor:
-    """`(T, H, Wd)` ray sums of a `(D, H, W)` volume: the adjoint of the WBP back-projection."""
-    from cryoframe.simulate.tiltseries import tilt_matrices
-
-    vol = torch.as_tensor(volume, dtype=torch.float32)
-    D, H, W = vol.shape
-    R = tilt_matrices(tilts_deg)
-    T = R.shape[0]
-    zc = torch.arange(D, dtype=torch.float64) - D // 2
-    xc = torch.arange(W, dtype=torch.float64) - W // 2
-    xd = (R[:, 2, 0][None, None] * zc[:, None, None] + R[:, 2, 2][None, None] * xc[None, :, None]
-          + detector_width // 2 + x_offset_px)  # (z, x, T)
-    i0 = torch.floor(xd)
-    w = (xd - i0).float()
-    i0 = i0.long()
-    valid = ((i0 >= 0) & (i0 <= detector_width - 2)).float()
-    i0 = i0.clamp(0, detector_width - 2)
-    rows = (torch.stack([i0, i0 + 1], -1) + (torch.arange(T) * detector_width)[None, None, :, None])
-    vals = torch.stack([(1 - w) * valid, w * valid], -1)
-    src = torch.arange(D * W)[:, None, None].expand(D * W, T, 2)
-    S = torch.sparse_coo_tensor(torch.stack([rows.reshape(-1), src.reshape(-1)]),
-                                vals.reshape(-1), size=(T * detector_width, D * W))
-    cols = vol.permute(0, 2, 1).reshape(D * W, H)  # (z·x, y)
-    out = torch.sparse.mm(S.coalesce(), cols)  # (T·Wd, H)
-    return out.reshape(T, detector_width, H).transpose(1, 2)
-
-
-def refine_tilt_axis(
-    aligned, tilts_deg, *, bin_factor: int = 4, thickness_px: int | None = None,
-    angle_range_deg: float = 1.0, angle_step_deg: float = 0.5,
-    offset_range_px: float = 1.0, offset_step_px: float = 0.5,
-) -> tuple[float, float, float]:
-    """Tilt-axis in-plane angle and x offset minimising the reprojection error.
-
-    A binned WBP is computed from the images counter-rotated by the candidate angle and
-    reprojected; the error is the mean squared difference to the binned images. The angle is
-    searched first (offset 0), then the offset at the best angle.
-
-    Parameters
-    ----------
-    aligned : Tensor
-        `(T, H, W)` translationally aligned images.
-    tilts_deg : array-like
-        `(T,)` tilt angles.
-    bin_factor : int
-        Binning of the search.
-    thickness_px : int, optional
-        Sample thickness (unbinned voxels) of the search reconstruction (default ``W // 3``).
-
-    Returns
-    -------
-    tuple of float
-        ``(angle_deg, offset_px, mse)``; offset in unbinned detector pixels.
-    """
-    from cryoframe.geometry.transforms import rotate_images
-    from cryoframe.simulate.reconstruct import weighted_backprojection
-
-    im = torch.as_tensor(aligned, dtype=torch.float32)
-    T, H, W = im.shape
-    D = max(8, (thickness_px or W // 3) // bin_factor)
-
-    def error(angle_deg: float, offset_px: float) -> float:
-        x = im if angle_deg == 0 else rotate_images(im, -math.radians(angle_deg), order="linear")
-        b = _bin(x, bin_factor)
-        off = offset_px / bin_factor
-        vol = weighted_backprojection(b, tilts_deg, (D, b.shape[1], b.shape[2]),
-                                      cosine_weighting=False, x_offset_px=off, oversample=1)
-        rep = reproject(vol, tilts_deg, b.shape[2], x_offset_px=off)
-        # compare after the same scale fit (WBP is not normalised to the projection scale)
-        scale = float((rep * b).sum() / (rep * rep).sum().clamp_min(1e-30))
-        return float(((scale * rep - b) ** 2).mean())
-
-    angles = np.arange(-angle_range_deg, angle_range_deg + 1e-9, angle_step_deg)
-    errs = [error(float(a), 0.0) for a in angles]
-    best_a = float(angles[int(np.argmin(errs))])
-    offsets = np.arange(-offset_range_px, offset_range_px + 1e-9, offset_step_px)
-    errs_o = [error(best_a, float(o)) for o in offsets]
-    k = int(np.argmin(errs_o))
-    return best_a, float(offsets[k]), float(errs_o[k])

@@ -68,7 +68,7 @@ class TomogramResult:
 def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 0,
                       voxel_size_angstrom: float = 10.0) -> TomogramResult:
     """Scene → tilt series → alignment → WBP → extraction for one virtual sample."""
-    from cryoframe.simulate.align_tilts import align_translations, refine_tilt_axis
+    from cryoframe.simulate.align_tilts import align_translations
     from cryoframe.simulate.extract import extract_subtomograms
     from cryoframe.simulate.reconstruct import weighted_backprojection
     from cryoframe.simulate.scene import make_scene
@@ -93,18 +93,11 @@ def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 
     t0 = time.perf_counter()
     if cfg.align and cfg.drift_std_px > 0:
         al = align_translations(ts.images, ts.tilts_deg)
-        if cfg.refine_tilt_axis:
-            al.tilt_axis_angle_deg, al.tilt_axis_offset_px, _ = refine_tilt_axis(
-                al.aligned, ts.tilts_deg, thickness_px=cfg.shape_zyx_px[0])
     else:
         from cryoframe.simulate.align_tilts import TiltAlignment
 
         al = TiltAlignment(np.zeros((len(ts.tilts_deg), 2)), ts.images)
     images = al.aligned
-    if al.tilt_axis_angle_deg:
-        from cryoframe.geometry.transforms import rotate_images
-
-        images = rotate_images(images, -np.deg2rad(al.tilt_axis_angle_deg), order="cubic")
     t["align"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ctf_sign = None
@@ -117,16 +110,14 @@ def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 
             amplitude_contrast=cfg.amplitude_contrast, rfft=True))) for d in ts.defocus_angstrom])
     shape = tuple(cfg.shape_zyx_px)
     tomo = weighted_backprojection(images, ts.tilts_deg, shape,
-                                   cosine_weighting=cfg.cosine_weighting, ctf_sign=ctf_sign,
-                                   x_offset_px=al.tilt_axis_offset_px)
+                                   cosine_weighting=cfg.cosine_weighting, ctf_sign=ctf_sign)
     noise_tomo = None
     if cfg.noise_stage == "tilt":
         gen = torch.Generator().manual_seed(int(np.random.default_rng([seed, 505]).integers(2**62)))
         noise = torch.randn(images.shape, generator=gen)
         noise_tomo = weighted_backprojection(noise, ts.tilts_deg, shape,
                                              cosine_weighting=cfg.cosine_weighting,
-                                             ctf_sign=ctf_sign,
-                                             x_offset_px=al.tilt_axis_offset_px)
+                                             ctf_sign=ctf_sign)
     t["reconstruct"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ex = extract_subtomograms(
