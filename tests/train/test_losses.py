@@ -98,3 +98,21 @@ def test_sinkhorn_gradient_finite_at_configured_eps(eps):
     for t in (z, zp, z_same):
         assert torch.isfinite(t.grad).all()
     assert z.grad.abs().sum() > 0
+
+
+def test_rince_matches_loop_reference_and_collapsed_value():
+    from cryoframe.train.losses_sym import rince_loss
+
+    q, k = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    qa, ka = _unit(q).tolist(), _unit(k).tolist()
+    ref = 0.0
+    for i in range(5):
+        s = [sum(a * b for a, b in zip(qa[i], ka[j], strict=True)) / 0.2 for j in range(5)]
+        ref += -math.exp(0.5 * s[i]) / 0.5 + (0.01 * sum(math.exp(v) for v in s)) ** 0.5 / 0.5
+    assert rince_loss(q, k, 0.2, 0.5, 0.01).item() == pytest.approx(ref / 5, rel=1e-10)
+    z = torch.ones(8, 4, dtype=torch.float64)
+    collapsed = -math.exp(0.5 / 0.1) / 0.5 + (0.01 * 8 * math.exp(1 / 0.1)) ** 0.5 / 0.5
+    assert rince_loss(z, z, 0.1, 0.5, 0.01).item() == pytest.approx(collapsed, rel=1e-12)
+    # unlike eq. 9 at small c, spreading the negatives lowers the loss below collapse
+    spread = torch.eye(8, dtype=torch.float64)
+    assert rince_loss(spread, spread, 0.1, 0.5, 0.01) < rince_loss(z, z, 0.1, 0.5, 0.01)

@@ -74,7 +74,9 @@ class PretrainConfig(_Frozen):
     weight_decay: float = Field(1e-4, ge=0)
     momentum: float = Field(0.99, ge=0, le=1)
     temperature: PositiveFloat = 0.1
-    c: PositiveFloat = 0.1
+    c: PositiveFloat = 0.1  # eq. 9 weight c, or RINCE exponent q with sym_variant "rince"
+    sym_variant: Literal["eq9", "rince"] = "eq9"
+    rince_lambda: PositiveFloat = 0.01
     lambda_w: float = Field(1.0, ge=0)
     sinkhorn_eps: PositiveFloat = 0.05
     sinkhorn_iters: PositiveInt = 50
@@ -234,7 +236,8 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path, source: SubtomoSource
     torch.manual_seed(cfg.seed)
     encoder = create_model(cfg.model, **cfg.model_overrides)
     model = NRCL(encoder, cfg.proj_hidden, cfg.proj_dim, cfg.temperature, cfg.c, cfg.lambda_w,
-                 cfg.sinkhorn_eps, cfg.sinkhorn_iters, cfg.lambda_transform)
+                 cfg.sinkhorn_eps, cfg.sinkhorn_iters, cfg.lambda_transform,
+                 sym_variant=cfg.sym_variant, rince_lambda=cfg.rince_lambda)
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]

@@ -28,7 +28,7 @@ from cryoframe.models.heads import rotation_loss
 from cryoframe.models.pair import APTPairEncoder
 from cryoframe.train.losses_infonce import noise_infonce_loss
 from cryoframe.train.losses_sinkhorn import sinkhorn_wasserstein_loss
-from cryoframe.train.losses_sym import sym_loss
+from cryoframe.train.losses_sym import rince_loss, sym_loss
 from cryoframe.train.momentum import ema_update, make_momentum_copy
 
 __all__ = ["NRCL", "projection_mlp"]
@@ -68,12 +68,19 @@ class NRCL(nn.Module):
         Weight λ_T of the transform branch (0 disables it).
     lambda_shift : float
         Weight of the translation error (voxels²) inside ``L_T``.
+    sym_variant : {"eq9", "rince"}
+        ``"eq9"``: L_sym exactly as eq. 9 (weight ``c``); ``"rince"``: the RINCE loss the paper
+        builds on (exponent ``q = c``, density weight ``rince_lambda``), see
+        :mod:`cryoframe.train.losses_sym` for why.
+    rince_lambda : float
+        λ of RINCE.
     """
 
     def __init__(self, encoder: APTPairEncoder, proj_hidden: int = 512, proj_dim: int = 128,
                  temperature: float = 0.1, c: float = 0.1, lambda_w: float = 1.0,
                  sinkhorn_eps: float = 0.05, sinkhorn_iters: int = 50,
-                 lambda_transform: float = 1.0, lambda_shift: float = 0.1) -> None:
+                 lambda_transform: float = 1.0, lambda_shift: float = 0.1,
+                 sym_variant: str = "eq9", rince_lambda: float = 0.01) -> None:
         super().__init__()
         self.encoder = encoder
         feat = encoder.num_features
@@ -88,6 +95,15 @@ class NRCL(nn.Module):
         self.sinkhorn_iters = sinkhorn_iters
         self.lambda_transform = lambda_transform
         self.lambda_shift = lambda_shift
+        if sym_variant not in ("eq9", "rince"):
+            raise ValueError(f"sym_variant must be 'eq9' or 'rince', got {sym_variant!r}")
+        self.sym_variant = sym_variant
+        self.rince_lambda = rince_lambda
+
+    def _sym(self, q: Tensor, k: Tensor) -> Tensor:
+        if self.sym_variant == "rince":
+            return rince_loss(q, k, self.temperature, self.c, self.rince_lambda)
+        return sym_loss(q, k, self.temperature, self.c)
 
     @torch.no_grad()
     def update_momentum(self, momentum: float) -> None:
@@ -119,7 +135,7 @@ class NRCL(nn.Module):
                 [x1, x2, views["x1_clean"], views["x1_noisy"]], x)
             k1, k2, k_clean, k_noisy = (self.momentum_projector(f) for f in feats)
         tau = self.temperature
-        l_sym = sym_loss(q1, k2, tau, self.c) + sym_loss(q2, k1, tau, self.c)
+        l_sym = self._sym(q1, k2) + self._sym(q2, k1)
         l_wass = (sinkhorn_wasserstein_loss(q1.float(), k2.float(), self.sinkhorn_eps,
                                             self.sinkhorn_iters)
                   + sinkhorn_wasserstein_loss(q2.float(), k1.float(), self.sinkhorn_eps,
