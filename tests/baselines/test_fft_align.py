@@ -59,7 +59,8 @@ def test_pairs_with_both_wedges_and_local_range():
     w = wedge_mask((16, 16, 16))
     gen = torch.Generator().manual_seed(0)
     a = _wedge_filter(ref.expand(2, 16, 16, 16), w)
-    rel = torch.stack([rotation_about("z", torch.tensor(0.2)) @ rotation_about("x", torch.tensor(-0.1)),
+    rz, rx = rotation_about("z", torch.tensor(0.2)), rotation_about("x", torch.tensor(-0.1))
+    rel = torch.stack([rz @ rx,
                        rotation_about("y", torch.tensor(-0.22))])
     t = torch.tensor([[1.0, 0.0, -1.5], [0.0, 2.0, 0.5]])
     b = _wedge_filter(shift_volumes_fourier(rotate_volumes(ref, rel), t), w)

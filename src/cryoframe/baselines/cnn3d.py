@@ -55,9 +55,8 @@ class SmallCNN3d(nn.Module):
 
 def _standardise(vol: Tensor) -> Tensor:
     flat = vol.reshape(vol.shape[0], -1)
-    return ((flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True).clamp_min(1e-8)).reshape(
-        vol.shape
-    )
+    sd = flat.std(1, keepdim=True).clamp_min(1e-8)
+    return ((flat - flat.mean(1, keepdim=True)) / sd).reshape(vol.shape)
 
 
 def _random_rot90(x: Tensor, gen: torch.Generator) -> Tensor:

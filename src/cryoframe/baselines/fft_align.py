@@ -423,11 +423,6 @@ class FFTAligner:
         return signed + sub, score
 
 
-def conj_mul(a: Tensor, b: Tensor) -> Tensor:
-    """``conj(a) * b`` for complex tensors (broadcasting)."""
-    return torch.conj(a) * b
-
-
 def _center_crop(x: Tensor, m: int) -> Tensor:
     """Central `(m, m, m)` block of `(..., n, n, n)` arrays whose centre is at index n // 2."""
     n = x.shape[-1]

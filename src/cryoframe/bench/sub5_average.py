@@ -1,8 +1,8 @@
 """sub5-average: reference-free averaging driven by the learned vs the FFT aligner (BENCHMARKS.md).
 
 Data: the 7P6Z (70S ribosome) subtomograms of SUB5 (both pools; nothing is trained here) at each
-SNR, poses unknown to the methods. Both runs use :func:`cryoframe.tasks.average.average_subtomograms` with the same
-half split, initial references (plain average of each half), wedge-aware Fourier averaging,
+SNR, poses unknown to the methods. Both runs use
+:func:`cryoframe.tasks.average.average_subtomograms` with the same half split, initial references (plain average of each half), wedge-aware Fourier averaging,
 FSC-weighted references and stopping rule; only the aligner differs:
 
 * learned — the pretrained pair encoder's transformation head (global range) followed by local

@@ -7,7 +7,8 @@ defocus drawn per tilt from 3–6 µm underfocus, phase-flipped before reconstru
 and its alignment, weighted back-projection, extraction with a sub-voxel picking error (≤ 1 voxel
 per axis). A unit-variance noise tilt series is reconstructed with the same geometry, so every
 box has a signal part ``S`` and a noise part ``N``; the subtomogram at SNR ``s`` is ``S + αN`` with
-``α² = Var(S) / (s · Var(N))`` measured on the box (:func:`cryoframe.simulate.noise.combine_signal_noise`).
+``α² = Var(S) / (s · Var(N))`` measured on the box
+(:func:`cryoframe.simulate.noise.combine_signal_noise`).
 
 The densities are simulated from the bundled atomic models at 10 Å/voxel with a Gaussian of
 σ = 5 Å (``resolution_angstrom = 10``). Rows are split by parity into two disjoint pools: even

@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("align")
     def align(
-        star: Path = typer.Argument(..., help="RELION particle STAR naming one MRC per subtomogram."),
+        star: Path = typer.Argument(..., help="RELION STAR naming one MRC per subtomogram."),
         reference: Path = typer.Option(..., "--reference", help="Reference map (MRC), same box."),
         out: Path = typer.Option(..., "--out", help="Output STAR with the poses."),
         aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
@@ -53,7 +53,8 @@ def register(app: typer.Typer) -> None:
         ref = torch.as_tensor(np.asarray(read_mrc(reference).data, dtype=np.float32))
         if ref.shape != vols.shape[1:]:
             raise InputError(f"reference of shape {tuple(ref.shape)}", file=reference,
-                             field="data", expected=f"{tuple(vols.shape[1:])} like the subtomograms")
+                             field="data",
+                             expected=f"{tuple(vols.shape[1:])} like the subtomograms")
         n = vols.shape[-1]
         mask = wedge(n, tilt_min_deg, tilt_max_deg, no_wedge)
         if aligner == "fft":

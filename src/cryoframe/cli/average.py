@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("average")
     def average(
-        star: Path = typer.Argument(..., help="RELION particle STAR naming one MRC per subtomogram."),
+        star: Path = typer.Argument(..., help="RELION STAR naming one MRC per subtomogram."),
         out: Path = typer.Option(..., "--out", help="Output folder."),
         aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
         weights: Path = typer.Option(None, "--weights", help="Pair-encoder checkpoint (learned)."),

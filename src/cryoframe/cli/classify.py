@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("classify")
     def classify(
-        star: Path = typer.Argument(..., help="RELION particle STAR naming one MRC per subtomogram."),
+        star: Path = typer.Argument(..., help="RELION STAR naming one MRC per subtomogram."),
         out: Path = typer.Option(..., "--out", help="Output STAR (rlnClassNumber for all rows)."),
         label_column: str = typer.Option(
             "rlnClassNumber", "--label-column",

@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cluster")
     def cluster(
-        star: Path = typer.Argument(..., help="RELION particle STAR naming one MRC per subtomogram."),
+        star: Path = typer.Argument(..., help="RELION STAR naming one MRC per subtomogram."),
         n_clusters: int = typer.Option(..., "--n-clusters", "-k", help="Number of clusters."),
         out: Path = typer.Option(..., "--out", help="Output STAR (rlnClassNumber = cluster)."),
         features: str = typer.Option("encoder", "--features",

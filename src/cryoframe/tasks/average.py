@@ -182,7 +182,8 @@ def register_maps(moving: Tensor, fixed: Tensor, aligner: FFTAligner | None = No
     rotation, shift_zyx_px : Tensor
         `(3, 3)` and `(3,)`: ``moving ≈ shift(rotate(fixed, R), t)``.
     """
-    aligner = aligner or FFTAligner(step_deg=30.0, refine_steps=5, max_shift_px=moving.shape[-1] / 4)
+    aligner = aligner or FFTAligner(step_deg=30.0, refine_steps=5,
+                                    max_shift_px=moving.shape[-1] / 4)
     res = aligner.align_to_reference(moving[None], fixed)
     rot, t = res.rotations[0], res.shifts_zyx_px[0]
     reg = rotate_volumes(shift_volumes_fourier(moving, -t), rot.T, order="cubic")

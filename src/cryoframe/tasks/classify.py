@@ -249,7 +249,8 @@ def evaluate_protocols(
     test_x, test_y = et[split.test], yt[split.test]
     n_classes = int(max(train_y.max(), yt.max())) + 1
     out = {
-        "knn": 100.0 * float((knn_classifier(train_x, train_y, k).predict(test_x) == test_y).mean()),
+        "knn": 100.0 * float((knn_classifier(train_x, train_y, k).predict(test_x)
+                              == test_y).mean()),
         "linear": 100.0 * float((linear_probe(train_x, train_y, seed=seed).predict(test_x)
                                  == test_y).mean()),
     }
