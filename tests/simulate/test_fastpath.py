@@ -8,7 +8,7 @@ from cryoframe.simulate.extract import ground_truth_boxes, rotations_of
 from cryoframe.simulate.fastpath import FastSubtomogramSimulator
 from cryoframe.simulate.noise import add_noise, measured_snr
 from cryoframe.simulate.projector import FourierProjector
-from test_tomogram import wedge_power_ratio
+from cryoframe.testing.spectra import wedge_power_ratio
 
 
 def _fast_twins(extraction, density, tilt_max=60.0):

@@ -8,7 +8,7 @@ from cryoframe.fourier.wedge import missing_wedge_mask
 from cryoframe.simulate.extract import ground_truth_boxes, rotations_of
 from cryoframe.simulate.projector import FourierProjector
 
-from conftest import SHAPE  # noqa: E402,F401  (160×160×96 test tomogram)
+from cryoframe.testing.spectra import wedge_power_ratio  # noqa: E402
 
 
 def _reference_box(density, L=32):
@@ -31,19 +31,6 @@ def _rotated_back(vols, table):
     for v, r, s in zip(vols, R, off):
         out.append(FourierProjector(v).volumes(r.T[None], (-(r.T @ s))[None])[0])
     return torch.stack(out)
-
-
-def wedge_power_ratio(vols, tilt_max_deg=60.0, min_cycles_per_px=1 / 16, max_cycles_per_px=0.45):
-    """Mean Fourier power per voxel inside / outside the missing wedge of `(..., D, H, W)` maps,
-    over the band ``min ≤ |k| ≤ max`` (cycles/px)."""
-    from cryoframe.geometry.grids import radial_frequency
-
-    shape = tuple(vols.shape[-3:])
-    m = missing_wedge_mask(shape, -tilt_max_deg, tilt_max_deg, "y", rfft=True).bool()
-    k = radial_frequency(shape, rfft=True)
-    band = (k >= min_cycles_per_px) & (k <= max_cycles_per_px)
-    p = torch.fft.rfftn(vols, dim=(-3, -2, -1)).abs() ** 2
-    return p[..., band & ~m].mean(-1) / p[..., band & m].mean(-1)
 
 
 def test_noise_free_full_range_matches_ground_truth_to_3nm(full_range, proteasome):
