@@ -67,3 +67,26 @@ def test_embed_cli_rejects_wrong_box(run_dir, tmp_path):
     code = main(["embed", str(tmp_path / "small.mrc"), "--out", str(tmp_path / "e.npz"),
                  "--weights", str(run_dir / "run" / "encoder.pt")])
     assert code == 2 and not (tmp_path / "e.npz").exists()
+
+
+def test_embed_cli_store_and_store_source(run_dir, tmp_path):
+    from cryoframe.simulate.config import SubtomogramDatasetConfig
+    from cryoframe.simulate.engine import simulate_subtomograms
+    from cryoframe.train.subtomo_data import StoreSource
+
+    cfg = SubtomogramDatasetConfig(structures=["3QM1", "3H84"], n_per_class=4, path="fast",
+                                   unit_size=4, seed=1)
+    store = simulate_subtomograms(cfg, tmp_path / "s.zarr")
+    src = StoreSource(store.path)
+    assert len(src) == 8
+    batch = src.get([5, 2])
+    assert batch["clean"].shape == (2, 32, 32, 32)
+    assert batch["class_id"].tolist() == [1, 0]
+    assert torch.allclose(batch["rotation"] @ batch["rotation"].transpose(1, 2),
+                          torch.eye(3).expand(2, 3, 3), atol=1e-5)
+    out = tmp_path / "emb.npz"
+    assert main(["embed", str(store.path), "--out", str(out),
+                 "--weights", str(run_dir / "run" / "encoder.pt")]) == 0
+    data = np.load(out)
+    assert data["embeddings"].shape == (8, 64)
+    assert data["class_id"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
