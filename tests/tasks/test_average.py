@@ -107,6 +107,8 @@ def test_reference_free_averaging_reaches_high_resolution_vs_ground_truth():
     assert len(res.history) >= 3
     assert res.resolution_vs_gt_angstrom < 1.6 * nyquist, res.history
     assert res.resolution_halfmap_angstrom < 1.6 * nyquist
+    # the half maps must beat the control averaged at random poses
+    assert res.resolution_random_pose_angstrom > res.resolution_halfmap_angstrom
     # control: the same particles averaged without alignment are far worse
     blind, _ = weighted_average(parts, torch.eye(3).expand(32, 3, 3), torch.zeros(32, 3), w)
     freq, curve = fsc(ref, blind)

@@ -115,9 +115,10 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     learned = {}
     if encoder is not None:
         global_encoder = encoder.copy_frozen() if hasattr(encoder, "copy_frozen") else encoder
-        ft_idx = rng.choice(train_pool, size=min(16 if quick else 400, len(train_pool)),
+        rng_ft = np.random.default_rng([seed, 1])  # pairs do not depend on the encoder's presence
+        ft_idx = rng_ft.choice(train_pool, size=min(16 if quick else 400, len(train_pool)),
                             replace=False)
-        ft_snrs = rng.choice(np.array(snrs), size=len(ft_idx))
+        ft_snrs = rng_ft.choice(np.array(snrs), size=len(ft_idx))
         ft_vols = torch.cat([data.at_snr(float(s), [i]) for i, s in zip(ft_idx, ft_snrs)])
         t_ft = time.perf_counter()
         hist = finetune_transform_head(encoder, ft_vols, epochs=2 if quick else 10, seed=seed,

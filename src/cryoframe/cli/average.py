@@ -102,7 +102,10 @@ def register(app: typer.Typer) -> None:
         write_particles(out / "particles.star", dataclasses.replace(table, particles=df))
         run_record(out, "average", {"star": star, "aligner": aligner, "step_deg": step_deg,
                                     "max_iterations": max_iterations, "init": init, "seed": seed,
-                                    "pixel_size_angstrom": px, "history": res.history})
+                                    "pixel_size_angstrom": px, "history": res.history,
+                                    "res_random_pose_control_angstrom":
+                                        res.resolution_random_pose_angstrom})
         console.print(f"{len(vols)} subtomograms, {len(res.history)} iterations, "
-                      f"{res.wall_s:.0f} s: FSC-0.143 {res.resolution_halfmap_angstrom:.1f} Å; "
+                      f"{res.wall_s:.0f} s: FSC-0.143 {res.resolution_halfmap_angstrom:.1f} Å "
+                      f"(random-pose control {res.resolution_random_pose_angstrom:.1f} Å); "
                       f"wrote {out}")

@@ -137,7 +137,7 @@ def finetune_transform_head(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         history.append(float(np.mean(losses)))
         if progress is not None:
             progress(epoch + 1, history[-1])
