@@ -94,6 +94,8 @@ def register(app: typer.Typer) -> None:
         temperature: float = typer.Option(0.5, "--temperature", help="InfoNCE τ (paper 0.5)."),
         noise_sigma_max: float = typer.Option(
             0.0, "--noise-aug", help="Max σ of independent noise added to each view (0 = off)."),
+        ranker_only: bool = typer.Option(
+            False, "--ranker-only", help="Only fine-tune CryoRanker on out-dir's encoder."),
     ) -> None:
         """MoCo v3 pretraining on simulated pretraining densities (+ CryoRanker fine-tuning).
 
@@ -108,7 +110,8 @@ def register(app: typer.Typer) -> None:
         config = dict(n_per_density=n_per_density, steps=steps, batch_size=batch_size, lr=lr,
                       max_minutes=max_minutes, ranker=ranker, ranker_steps=ranker_steps,
                       ranker_minutes=ranker_minutes, n_per_kind=n_per_kind, seed=seed,
-                      temperature=temperature, noise_sigma_max=noise_sigma_max)
+                      temperature=temperature, noise_sigma_max=noise_sigma_max,
+                      ranker_only=ranker_only)
         out_dir.mkdir(parents=True, exist_ok=True)
         _run_record(out_dir, "particles_pretrain", config)
         summary = run_pretraining(out_dir, log=console.print, **config)

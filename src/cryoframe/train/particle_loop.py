@@ -373,6 +373,7 @@ def run_pretraining(
     log: Log | None = None,
     temperature: float = 0.5,
     noise_sigma_max: float = 0.0,
+    ranker_only: bool = False,
 ) -> dict[str, Any]:
     """Simulate the pretraining pool, run MoCo v3, optionally fine-tune CryoRanker; write
     ``particle_vit_cpu.pt`` / ``particle_ranker_cpu.pt`` and ``history.json`` in ``out_dir``.
@@ -388,6 +389,9 @@ def run_pretraining(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
+    if ranker_only:  # fine-tune CryoRanker on the encoder already in out_dir
+        return _ranker_stage(out, n_per_kind, batch_size, ranker_steps, ranker_minutes, seed,
+                             log, t_all)
     pool_path = out / "pool.pt"
     if pool_path.exists():
         pool = torch.load(pool_path, weights_only=True)
@@ -430,4 +434,31 @@ def run_pretraining(
         history["ranker_loss"] = rhist["loss"]
     summary["total_wall_s"] = round(time.perf_counter() - t_all, 1)
     atomic_write_text(out / "history.json", json.dumps({**summary, **history}, default=str) + "\n")
+    return summary
+
+
+def _ranker_stage(out: Path, n_per_kind: int, batch_size: int, ranker_steps: int,
+                  ranker_minutes: float | None, seed: int, log: Log | None,
+                  t_all: float) -> dict[str, Any]:
+    import json
+
+    from cryoframe._atomic import atomic_write_text
+
+    ckpt = torch.load(out / "particle_vit_cpu.pt", map_location="cpu", weights_only=True)
+    encoder = ViT2d(**ckpt["config"])
+    encoder.load_state_dict(ckpt["state_dict"])
+    t0 = time.perf_counter()
+    imgs, scores, _ = simulate_ranking_pool(n_per_kind, seed=seed + 1, log=log)
+    rcfg = RankerConfig(steps=ranker_steps, batch_size=batch_size, seed=seed,
+                        max_minutes=ranker_minutes)
+    rk, rhist = finetune_ranker(encoder, imgs, scores, rcfg, log)
+    meta = {**ckpt["meta"], "ranker_config": asdict(rcfg), "ranker_steps": rhist["steps_done"],
+            "ranker_images": int(imgs.shape[0]),
+            "ranker_wall_s": round(time.perf_counter() - t0, 1)}
+    save_checkpoint(out / "particle_ranker_cpu.pt", rk, RANKER_FORMAT, ckpt["config"], meta)
+    summary = {"ranker": str(out / "particle_ranker_cpu.pt"),
+               **{k: v for k, v in meta.items() if k.startswith("ranker_")},
+               "total_wall_s": round(time.perf_counter() - t_all, 1)}
+    atomic_write_text(out / "history_ranker.json",
+                      json.dumps({**summary, "ranker_loss": rhist["loss"]}, default=str) + "\n")
     return summary
