@@ -10,6 +10,10 @@ import torch
 
 DATA = Path(__file__).parent / "data"
 
+# The suite runs in two pytest-xdist workers (pyproject addopts) on 2-core machines: one torch
+# thread per worker avoids oversubscription, which slows small kernels by an order of magnitude.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
