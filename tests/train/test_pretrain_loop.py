@@ -152,3 +152,18 @@ def test_shipped_weights_loader_reads_encoder_files(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(InputError):
         load_pair_encoder_file(tmp_path / "bad.pt")
+
+
+def test_shipped_weights_load_and_embed():
+    from cryoframe.models.pretrained import load_pair_encoder, shipped_weights_path
+
+    if not shipped_weights_path().exists():
+        pytest.skip("source checkout without shipped weights")
+    enc = load_pair_encoder()
+    assert enc.volume_size == 32 and not enc.training
+    x = torch.randn(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        e = enc.embed_single(x)
+        es = enc.embed_single(torch.roll(x, (3, -5, 7), dims=(-3, -2, -1)))
+    assert e.shape == (2, 256) and torch.isfinite(e).all()
+    assert ((es - e).norm(dim=1) / e.norm(dim=1)).max() < 1e-4  # trained weights stay invariant
