@@ -11,8 +11,8 @@
    low-pass so that the peak stays well defined in noisy images.
 2. Tilt axis: an x offset of the axis shifts image ``θ`` by ``δ(1 − cos θ)`` and a z offset of
    the specimen by ``∝ sin θ``; both are removed from the estimated x shifts
-   (``pin_rotation_centre``). The in-plane axis angle is not refined (the simulated axis is
-   exact; a reprojection-error search was not reliable enough to ship, see the report).
+   (``pin_rotation_centre``). The in-plane axis angle and a uniform x offset of the axis are
+   refined afterwards by :mod:`cryoframe.simulate.tilt_axis` (``TomogramConfig.refine_tilt_axis``).
 """
 
 from __future__ import annotations

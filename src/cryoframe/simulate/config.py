@@ -48,6 +48,7 @@ class TomogramConfig(_Frozen):
     dose_per_tilt_e_per_a2: float = Field(0.0, ge=0)
     noise_stage: Literal["subtomogram", "tilt"] = "subtomogram"
     align: bool = True
+    refine_tilt_axis: bool = False  # cryoframe.simulate.tilt_axis after translational alignment
     cosine_weighting: bool = False
     offset_max_px: float = Field(1.0, ge=0)
     min_separation_px: float = Field(17.0, ge=0)

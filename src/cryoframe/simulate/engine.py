@@ -63,6 +63,7 @@ class TomogramResult:
     noise_tomogram: torch.Tensor | None
     extraction: object
     timings_s: dict
+    tilt_axis: object = None  # TiltAxisFit when cfg.refine_tilt_axis, else None
 
 
 def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 0,
@@ -98,6 +99,12 @@ def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 
 
         al = TiltAlignment(np.zeros((len(ts.tilts_deg), 2)), ts.images)
     images = al.aligned
+    axis_fit = None
+    if cfg.refine_tilt_axis:
+        from cryoframe.simulate.tilt_axis import correct_tilt_axis, refine_tilt_axis
+
+        axis_fit = refine_tilt_axis(images, ts.tilts_deg)
+        images = correct_tilt_axis(images, axis_fit.axis_angle_deg, axis_fit.axis_offset_px)
     t["align"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ctf_sign = None
@@ -126,7 +133,7 @@ def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 
         extra_tomograms=None if noise_tomo is None else {"noise": noise_tomo})
     t["extract"] = time.perf_counter() - t0
     _ = tilt_angles_deg  # geometry of the series is recorded in ts
-    return TomogramResult(scene, ts, al, tomo, noise_tomo, ex, t)
+    return TomogramResult(scene, ts, al, tomo, noise_tomo, ex, t, axis_fit)
 
 
 def _canonical_table(ext_table, voxel: float, box: int, tomo_name: str, class_names):

@@ -17,7 +17,10 @@ the order-0/1 Helgason–Ludwig consistency conditions: ``m0_t(y)`` is the same 
 projection of the slice's centre of mass. The error is a reprojection error of this low-order
 reconstruction: per row, the mass ``M`` is estimated as the tilt average and the centroid
 ``(x̄ M, z̄ M)`` by least squares over all tilts, both are reprojected at every tilt, and the
-squared residuals are summed (each order normalised by its total power). A reconstruction
+squared residuals are summed (each order normalised by its total power). The moments are
+taken over bands of ``bin_factor`` corrected rows from each pixel's exact corrected
+coordinates (Gaussian partition-of-unity weights between bands, the two outermost bands
+dropped); images are not resampled during the search. A reconstruction
 with 1 + 2 unknowns per row cannot reproduce an inconsistent stack from ``T ≫ 3`` views, so,
 unlike comparing images with a WBP volume made from the same images, no trivial fit pulls the
 optimum towards the starting geometry. A residual angle ``δα`` mixes rows (``m0`` changes by
@@ -45,8 +48,12 @@ Known limits
       range where ``1``, ``cos θ``, ``sin θ`` are well separated (≥ ±40°), and mass away
       from the axis does not help it.
     * Only the in-plane angle and x offset are fitted (one axis for the whole series; no
-      per-tilt rotation, magnification or beam tilt). Noise enters ``m1`` weighted by
-      ``x``: bin rows (``bin_factor``) and expect a wider minimum at low dose.
+      per-tilt rotation, magnification or beam tilt).
+    * Noise: the angle is carried by small tilt-to-tilt differences of whole-row sums, so the
+      estimate is noise-limited well before cryo-ET dose levels. On the 80-px blob stack of the
+      tests (true +1.5°, +2 px; white noise, 3 seeds) per-pixel noise sd 0.3× the image sd
+      gave 1.17–1.25° / 1.94–2.24 px (``bin_factor=4``); noise sd 1.0× failed (−0.46…−0.2°,
+      3–6 px). Use it on noise-free simulations, high-dose or denoised stacks.
 """
 
 from __future__ import annotations
@@ -130,19 +137,34 @@ def correct_tilt_axis(images, axis_angle_deg: float, axis_offset_px: float) -> t
     return im
 
 
-def _row_moments(images: torch.Tensor, bin_factor: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Order-0 and order-1 moments along x of each (binned) row: `(T, H')` each (x in px
-    from the detector centre, unbinned)."""
+def _row_moments(images: torch.Tensor, bin_factor: int, angle_deg: float,
+                 offset_px: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Order-0 and order-1 moments along the corrected x of each corrected row band: `(T, B)`.
+
+    Each pixel's corrected coordinates ``(y', x')`` are computed exactly (offset removed, then
+    rotated by ``−angle``); its value is shared between bands of ``bin_factor`` rows with
+    normalised Gaussian weights (σ = 0.6 band). No image is resampled, so the noise in the
+    moments does not depend on the candidate geometry through interpolation.
+    """
     T, H, W = images.shape
-    Hb = H - H % bin_factor
-    rows = images[:, :Hb].double().reshape(T, Hb // bin_factor, bin_factor, W).sum(2)
-    x = torch.arange(W, dtype=torch.float64) - W // 2
-    return rows.sum(-1), (rows * x).sum(-1)
+    a = math.radians(angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    qy = (torch.arange(H, dtype=torch.float64) - H // 2)[:, None].expand(H, W)
+    qx = (torch.arange(W, dtype=torch.float64) - W // 2)[None, :].expand(H, W) - offset_px
+    py, px = c * qy - s * qx, s * qy + c * qx
+    n_band = H // bin_factor
+    centres = (torch.arange(n_band, dtype=torch.float64) - (n_band - 1) / 2) * bin_factor
+    w = torch.exp(-(py.reshape(1, -1) - centres[:, None])**2 / (2 * (0.6 * bin_factor)**2))
+    w = w / w.sum(0, keepdim=True).clamp_min(1e-30)  # (B, H·W), partition of unity
+    flat = images.reshape(T, -1).double()
+    return flat @ w.T, (flat * px.reshape(1, -1)) @ w.T
 
 
 def _objective(images: torch.Tensor, tilts: np.ndarray, bin_factor: int, angle_deg: float,
                offset_px: float) -> float:
-    m0, m1 = _row_moments(correct_tilt_axis(images, angle_deg, offset_px), bin_factor)
+    m0, m1 = _row_moments(images, bin_factor, angle_deg, offset_px)
+    keep = slice(1, -1)  # outer bands collect pixels beyond the rotated field of view
+    m0, m1 = m0[:, keep], m1[:, keep]
     # order 0: the row profile is the same at every tilt (common line along the axis)
     r0 = m0 - m0.mean(0, keepdim=True)
     # order 1: reconstruct each row's centroid (x m, z m) by least squares, reproject it
