@@ -76,3 +76,16 @@ def test_projector_agrees_with_real_space_rotation(proteasome):
     # projection-slice: the projection equals the z-sum of the rotated volume
     proj = p.project(R)
     assert float((proj - vf.sum(1)).norm() / proj.norm()) < 1e-3
+
+
+def test_fast_path_accepts_plain_numpy_density():
+    """A NumPy array and the DensityMap holding it give the same subtomogram."""
+    from cryoframe.simulate.density import load_density
+    from cryoframe.simulate.fastpath import FastSubtomogramSimulator
+
+    d = load_density("3QM1")
+    rot = torch.eye(3)[None]
+    a = FastSubtomogramSimulator([d.data]).simulate([0], rot)
+    b = FastSubtomogramSimulator([d]).simulate([0], rot)
+    assert a.abs().max() > 0
+    assert torch.equal(a, b)

@@ -35,6 +35,7 @@ __all__ = [
     "DensityMap",
     "form_factor_coefficients",
     "density_from_atoms",
+    "density_array",
     "density_from_structure",
     "load_density",
     "write_density",
@@ -197,6 +198,14 @@ def _normalise(vol: np.ndarray, threshold_fraction: float) -> np.ndarray:
     vol = vol / peak
     vol[vol < threshold_fraction] = 0.0
     return vol
+
+
+def density_array(density) -> np.ndarray | torch.Tensor:
+    """The `(L, L, L)` array of a :class:`DensityMap`, or ``density`` itself if it is an array.
+
+    (``getattr(x, "data", x)`` is wrong for NumPy arrays, whose ``.data`` is a memoryview.)
+    """
+    return density.data if isinstance(density, DensityMap) else density
 
 
 def density_from_structure(source, *, chains=None, **kwargs) -> DensityMap:

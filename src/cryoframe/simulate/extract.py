@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cryoframe.simulate.density import density_array
 from cryoframe.simulate.projector import FourierProjector
 
 __all__ = ["Extraction", "plan_extraction", "extract_boxes", "ground_truth_boxes",
@@ -107,7 +108,7 @@ def ground_truth_boxes(densities, table: pd.DataFrame, box_size_px: int = 32) ->
                           dtype=torch.float32)
     for c in np.unique(cls):
         d = densities[int(c)]
-        proj = FourierProjector(getattr(d, "data", d))
+        proj = FourierProjector(density_array(d))
         idx = np.nonzero(cls == c)[0]
         n_grid = max(L, proj.size + (proj.size % 2))
         for s in range(0, len(idx), 256):

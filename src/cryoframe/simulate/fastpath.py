@@ -33,6 +33,7 @@ import math
 import numpy as np
 import torch
 
+from cryoframe.simulate.density import density_array
 from cryoframe.simulate.projector import FourierProjector
 
 __all__ = ["FastSubtomogramSimulator", "wbp_transfer_rfft"]
@@ -84,7 +85,7 @@ class FastSubtomogramSimulator:
         from cryoframe.fourier.wedge import missing_wedge_mask
 
         self.box = int(box_size_px)
-        self.projectors = [FourierProjector(getattr(d, "data", d)) for d in densities]
+        self.projectors = [FourierProjector(density_array(d)) for d in densities]
         self.support = {}
         self.filters = {}
         for p in self.projectors:
