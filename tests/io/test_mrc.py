@@ -171,3 +171,27 @@ def test_atomic_write_keeps_old_content_on_interrupt(tmp_path, vol, monkeypatch)
         write_mrc(p, vol * 2, 1.0)
     assert p.read_bytes() == before
     assert [f.name for f in tmp_path.iterdir()] == ["keep.mrc"]  # no temporary left behind
+
+
+def test_pre2014_file_without_map_stamp_is_read_with_warning(tmp_path, vol):
+    p = write_mrc(tmp_path / "old.mrcs", vol, 1.3)
+    raw = bytearray(p.read_bytes())
+    raw[208:212] = b"\x00\x00\x00\x00"
+    old = tmp_path / "old2.mrcs"
+    old.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="MAP"):
+        m = read_mrc(old)
+    np.testing.assert_array_equal(m.data, vol)
+    # the same file cut short is still an error naming the missing stamp
+    cut = tmp_path / "cut.mrcs"
+    cut.write_bytes(bytes(raw[:-100]))
+    with pytest.raises(InputError) as ei:
+        read_mrc(cut)
+    assert ei.value.field == "MAP"
+
+
+def test_bundled_map_with_ispg0_reads_as_volume():
+    from cryoframe.data import map_path
+
+    v = read_volume(map_path("1BXN"))
+    assert v.data.shape == (52, 52, 52)

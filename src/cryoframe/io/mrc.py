@@ -253,7 +253,12 @@ def read_mrc(
         Missing, truncated or non-MRC file, unsupported mode, NaN/inf data.
     """
     path = Path(path)
-    hdr = read_mrc_header(path)
+    permissive = False
+    try:
+        hdr = read_mrc_header(path)
+    except InputError as exc:
+        hdr = _legacy_header(path, exc)  # re-raises unless a consistent pre-2014 file
+        permissive = True
     vs = _voxel_size(path, hdr, voxel_size_angstrom)
     gz = _is_gzip(path)
     if check_finite is None:
@@ -272,7 +277,7 @@ def read_mrc(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                with mrcfile.open(path, mode="r") as mrc:
+                with mrcfile.open(path, mode="r", permissive=permissive) as mrc:
                     data = np.asarray(mrc.data).copy()
         except (ValueError, OSError, EOFError, gzip.BadGzipFile) as exc:
             raise _open_error(path, exc) from exc
@@ -280,6 +285,27 @@ def read_mrc(
         _check_finite(path, data)
     return MrcVolume(data=data, voxel_size_angstrom=vs, origin_angstrom=hdr.origin_zyx_angstrom,
                      is_image_stack=hdr.is_image_stack)
+
+
+def _legacy_header(path: Path, exc: InputError) -> MrcHeader:
+    """Header of a file without the MRC2014 ``MAP `` stamp, if it is otherwise consistent.
+
+    Older writers (pre-2014 RELION, EMAN, some IMOD versions) omit the stamp at offset 208. Such
+    a file is accepted, with a warning, when its mode is valid and its size matches the header's
+    dimensions exactly; anything else re-raises ``exc`` (e.g. arbitrary bytes).
+    """
+    if exc.field != "MAP" or _is_gzip(path):
+        raise exc
+    try:
+        hdr = read_mrc_header(path, _raw=True)
+    except InputError:
+        raise exc from None
+    n_bytes = int(np.prod(hdr.shape_zyx)) * hdr.dtype.itemsize
+    if min(hdr.shape_zyx) < 1 or path.stat().st_size != hdr.data_offset_bytes + n_bytes:
+        raise exc
+    warnings.warn(f"{path}: no MRC2014 'MAP ' stamp; read as a pre-2014 MRC file",
+                  stacklevel=3)
+    return hdr
 
 
 def read_volume(path: str | Path, mmap: bool = False, **kwargs: object) -> MrcVolume:
@@ -291,11 +317,14 @@ def read_volume(path: str | Path, mmap: bool = False, **kwargs: object) -> MrcVo
         The file holds a single 2D image or is marked as an image stack.
     """
     vol = read_mrc(path, mmap=mmap, **kwargs)  # type: ignore[arg-type]
-    if vol.data.ndim != 3 or vol.is_image_stack:
+    # ispg = 0 with nz > 1 formally marks an image stack, but many map writers (e.g. polnet)
+    # leave ispg at 0 for volumes: only a .mrcs file is taken to be a stack here.
+    stack = vol.is_image_stack and Path(path).suffix.lower() == ".mrcs"
+    if vol.data.ndim != 3 or stack:
         shape = tuple(vol.data.shape)
-        kind = "image stack" if vol.is_image_stack else f"{vol.data.ndim}D array"
+        kind = "image stack" if stack else f"{vol.data.ndim}D array"
         raise InputError(f"got an {kind} of shape {shape}", file=path, field="dimensions",
-                         expected="a 3D volume (nz > 1, ispg != 0)")
+                         expected="a 3D volume (nz > 1; not a .mrcs stack)")
     return vol
 
 
