@@ -124,6 +124,10 @@ class ViT2d(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def example_inputs(self, batch: int = 2) -> tuple[Tensor]:
+        """Random inputs of the right shape, `(batch, in_chans, img_size, img_size)`."""
+        return (torch.randn(batch, self.in_chans, self.img_size, self.img_size),)
+
     def reset_head(self, num_classes: int) -> None:
         """Replace the head by a fresh linear layer with ``num_classes`` outputs (0: identity)."""
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes else nn.Identity()
