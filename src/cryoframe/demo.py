@@ -214,9 +214,17 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     from cryoframe.baselines.fft_align import FFTAligner, wedge_mask
     from cryoframe.geometry.rotations import axis_angle_to_matrix, frobenius_distance, \
         geodesic_distance_deg
-    from cryoframe.tasks.align import LearnedAligner
+    from cryoframe.tasks.align import LearnedAligner, finetune_transform_head
 
-    _log(console, "[5/6] alignment of pairs: learned vs exhaustive FFT")
+    _log(console, "[5/6] alignment: fine-tune the transformation head, then learned vs FFT")
+    n_ft = 32 if quick else 64
+    ft_vols = add_noise(sim.simulate(torch.zeros(n_ft, dtype=torch.long),
+                                     random_rotations(n_ft, generator=gen)),
+                        1.0, seed + 4, np.arange(n_ft))
+    t0 = time.perf_counter()
+    ft_loss = finetune_transform_head(encoder, ft_vols, epochs=2 if quick else 4,
+                                      particle_mask=wedge_mask((32, 32, 32)), seed=seed)
+    t_ft = time.perf_counter() - t0
     n_pairs = 12 if quick else 32
     pc = torch.zeros(n_pairs, dtype=torch.long)  # 1WCM: asymmetric
     r0 = random_rotations(n_pairs, generator=gen)
@@ -245,7 +253,11 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     sections.append(Section(
         "5. Alignment (local range)",
         [f"{n_pairs} pairs of {DEMO_CLASSES[0]} at SNR {snr}, relative rotations ≤ 15° and shifts ≤ 3 voxels, "
-         f"both members with the ±60° wedge fixed in the microscope frame."],
+         f"both members with the ±60° wedge fixed in the microscope frame. The learned "
+         f"aligner's transformation head was first fine-tuned on the local range (App. F: "
+         f"≤ 15°, ≤ 20 % of the box, 5 augmentations per volume) with {n_ft} separate "
+         f"{DEMO_CLASSES[0]} subtomograms at SNR 1 ({len(ft_loss)} epochs, {t_ft:.0f} s, loss "
+         f"{ft_loss[0]:.2f} → {ft_loss[-1]:.2f}); the backbone stays frozen."],
         [Table(["aligner", "rotation error (°)", "‖R − R̂‖_F", "translation error (voxels)",
                 "pairs/s"], rows)]))
 
