@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-from cryoframe._errors import InputError
+from cryoframe._config import load_config  # noqa: F401  (re-exported)
 
 __all__ = ["DensityConfig", "TomogramConfig", "FastPathConfig", "SubtomogramDatasetConfig",
            "load_config"]
@@ -86,39 +86,3 @@ class SubtomogramDatasetConfig(_Frozen):
     density: DensityConfig = DensityConfig()
     tomogram: TomogramConfig = TomogramConfig()
     fast: FastPathConfig = FastPathConfig()
-
-
-def load_config(cls, config_path: str | Path | None = None, /, **overrides):
-    """YAML file (optional) → flag overrides (None values ignored) → validated frozen config.
-
-    Nested keys are given as ``"tomogram.ctf"``-style names or ``tomogram__ctf`` keywords.
-    """
-    import yaml
-    from pydantic import ValidationError
-
-    data: dict = {}
-    path = config_path
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise InputError("config file not found", file=p)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"invalid YAML: {exc}", file=p) from None
-        if not isinstance(data, dict):
-            raise InputError("config must be a mapping", file=p)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        parts = key.replace("__", ".").split(".")
-        d = data
-        for part in parts[:-1]:
-            d = d.setdefault(part, {})
-        d[parts[-1]] = value
-    try:
-        return cls.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError(err["msg"], file=path, field=".".join(str(x) for x in err["loc"]),
-                         expected=None) from None

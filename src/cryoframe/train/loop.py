@@ -100,27 +100,9 @@ class PretrainConfig(_Frozen):
 
 def load_pretrain_config(path: str | Path | None = None, **overrides) -> PretrainConfig:
     """YAML file (optional) → keyword overrides (``None`` ignored) → validated config."""
-    import yaml
-    from pydantic import ValidationError
+    from cryoframe._config import load_config
 
-    data: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise InputError("config file not found", file=p)
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"invalid YAML: {exc}", file=p) from None
-        if not isinstance(data, dict):
-            raise InputError("config must be a mapping", file=p)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return PretrainConfig(**data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(first["msg"], file=path, field=".".join(map(str, first["loc"])),
-                         expected="see cryoframe.train.loop.PretrainConfig") from None
+    return load_config(PretrainConfig, path, **overrides)
 
 
 def build_source(cfg: DataConfig, cache_dir: Path | None = None) -> tuple[SubtomoSource, list[str]]:
