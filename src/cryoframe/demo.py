@@ -158,6 +158,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     from cryoframe.models.pretrained import load_pair_encoder_file, shipped_weights_path
     from cryoframe.simulate.fastpath import FastSubtomogramSimulator
     from cryoframe.simulate.noise import add_noise
+    from cryoframe.train.loop import embed_for_inference
 
     _log(console, "[3/6] fast-path subtomograms at SNR 0.1 and embedding with the shipped encoder")
     n_per = 40 if quick else 120
@@ -172,8 +173,8 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     weights_path = Path(weights) if weights is not None else shipped_weights_path()
     encoder = load_pair_encoder_file(weights_path)[0]
     t0 = time.perf_counter()
-    emb_clean = _embed(encoder, clean)
-    emb_noisy = _embed(encoder, noisy)
+    emb_clean = embed_for_inference(encoder, clean).numpy()
+    emb_noisy = embed_for_inference(encoder, noisy).numpy()
     t_embed = time.perf_counter() - t0
     embed_rate = 2 * len(labels) / t_embed
 
@@ -315,17 +316,6 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     report = write_report(out / "report.html", "cryoframe demo", sections)
     _log(console, f"report: {report}")
     return report
-
-
-@torch.no_grad()
-def _embed(encoder, volumes: torch.Tensor, batch: int = 64) -> np.ndarray:
-    from cryoframe.tasks.align import standardize
-
-    outs = []
-    for s in range(0, len(volumes), batch):
-        x = standardize(volumes[s:s + batch])[:, None]
-        outs.append(encoder.embed_single(x).float())
-    return torch.cat(outs).numpy()
 
 
 def _export_subtomograms(ex, folder: Path, class_names) -> None:

@@ -28,14 +28,9 @@ PAPER_MLP = {"snr0.1": 67.42, "snr0.05": 53.13, "snr0.03": 40.10, "snr0.01": 27.
 
 
 def _embed(encoder, volumes: torch.Tensor, batch: int = 64) -> np.ndarray:
-    from cryoframe.tasks.align import standardize
+    from cryoframe.train.loop import embed_for_inference
 
-    out = []
-    with torch.no_grad():
-        for s0 in range(0, len(volumes), batch):
-            x = standardize(volumes[s0:s0 + batch])[:, None]
-            out.append(encoder.embed_single(x).float())
-    return torch.cat(out).numpy()
+    return embed_for_inference(encoder, volumes, batch).numpy()
 
 
 def _plot(metrics: dict, snrs, out_dir: Path) -> None:

@@ -85,7 +85,7 @@ def features(volumes: torch.Tensor, weights: Path | None, kind: str) -> tuple[np
         raise InputError(f"unknown features '{kind}'", field="--features",
                          expected="'encoder' or 'invariant'")
     encoder = encoder_from(weights)
-    from cryoframe.tasks.align import standardize
+    from cryoframe.train.loop import embed_for_inference
 
     size = encoder.volume_size
     x = volumes
@@ -93,11 +93,7 @@ def features(volumes: torch.Tensor, weights: Path | None, kind: str) -> tuple[np
         from cryoframe.fourier.filters import fourier_crop, fourier_pad
 
         x = fourier_crop(x, size) if x.shape[-1] > size else fourier_pad(x, size)
-    out = []
-    with torch.no_grad():
-        for s0 in range(0, len(x), 64):
-            out.append(encoder.embed_single(standardize(x[s0:s0 + 64])[:, None]).float())
-    return torch.cat(out).numpy(), f"pair encoder ({weights or 'shipped'})"
+    return embed_for_inference(encoder, x).numpy(), f"pair encoder ({weights or 'shipped'})"
 
 
 def encoder_from(weights: Path | None):

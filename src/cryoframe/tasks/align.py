@@ -29,16 +29,9 @@ from torch import Tensor
 
 from cryoframe._errors import InputError
 from cryoframe.baselines.fft_align import AlignResult, FFTAligner
+from cryoframe.train.augment3d import standardize
 
 __all__ = ["load_pair_encoder", "finetune_transform_head", "LearnedAligner", "standardize"]
-
-
-def standardize(vol: Tensor) -> Tensor:
-    """`(B, n, n, n)` → zero mean, unit standard deviation per volume."""
-    flat = vol.reshape(vol.shape[0], -1)
-    mu = flat.mean(1).view(-1, 1, 1, 1)
-    sd = flat.std(1).clamp_min(1e-8).view(-1, 1, 1, 1)
-    return (vol - mu) / sd
 
 
 def load_pair_encoder(path: str | Path):

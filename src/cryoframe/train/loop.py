@@ -333,10 +333,19 @@ def _checkpoint(out: Path, model: NRCL, opt: torch.optim.Optimizer, step: int, i
     barrier(info)
 
 
-def embed_for_inference(encoder: torch.nn.Module, volumes: torch.Tensor) -> torch.Tensor:
-    """`(B, L, L, L)` raw volumes → `(B, F)` embeddings, standardised as in training."""
+def embed_for_inference(encoder: torch.nn.Module, volumes: torch.Tensor,
+                        batch_size: int = 64) -> torch.Tensor:
+    """`(B, L, L, L)` raw volumes → `(B, F)` float32 embeddings, standardised as in training.
+
+    Volumes are encoded ``batch_size`` at a time, so memory stays bounded for large B.
+    """
+    volumes = torch.as_tensor(volumes)
+    out = []
     with torch.no_grad():
-        return encoder.embed_single(standardize(volumes.float())[:, None])
+        for s0 in range(0, len(volumes), batch_size):
+            x = standardize(volumes[s0:s0 + batch_size].float())[:, None]
+            out.append(encoder.embed_single(x).float())
+    return torch.cat(out)
 
 
 def pretrain_throughput(batch_size: int = 32, steps: int = 3, seed: int = 0,
