@@ -56,3 +56,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_savefig(fig, path: str | Path, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure as PNG atomically (temporary file, then rename).
+
+    ``format="png"`` is the default because the temporary file's name does not end in ``.png``.
+    """
+    savefig_kwargs.setdefault("format", "png")
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, **savefig_kwargs)
+    return Path(path)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoframe._atomic import atomic_path
+from cryoframe._atomic import atomic_savefig
 
 __all__ = ["run_demo", "DEMO_CLASSES"]
 
@@ -39,8 +39,7 @@ DEMO_CLASSES = ("7P6Z", "1BXN", "3CF3")
 def _savefig(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    atomic_savefig(fig, path, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
     return path
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoframe._atomic import atomic_path
+from cryoframe._atomic import atomic_savefig
 from cryoframe.bench.results import SuiteResult
 from cryoframe.models import create_model
 from cryoframe.models.polyphase import phase_offsets, phase_permutation, rot90_about_center
@@ -140,8 +140,7 @@ def _plot(out_dir: Path, per_input: dict[str, dict[str, float]]) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "equivariance.png") as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+    atomic_savefig(fig, out_dir / "equivariance.png", dpi=120, format="png")
     plt.close(fig)
 
 

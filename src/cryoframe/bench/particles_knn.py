@@ -114,7 +114,7 @@ def _plot(metrics: dict[str, float | None], per_pose: dict[str, dict[str, float]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     labels = ["pretrained", "random init", "invariant"]
@@ -136,8 +136,7 @@ def _plot(metrics: dict[str, float | None], per_pose: dict[str, dict[str, float]
     axes[1].set_title("pose (12 viewing-direction classes) per structure")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    atomic_savefig(fig, path, format="png", dpi=110)
     plt.close(fig)
 
 

@@ -85,7 +85,7 @@ def _plot(pred: np.ndarray, true: np.ndarray, kinds: np.ndarray, path: Path) -> 
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
     from cryoframe.simulate.junk2d import KINDS
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -105,8 +105,7 @@ def _plot(pred: np.ndarray, true: np.ndarray, kinds: np.ndarray, path: Path) -> 
     axes[2].set_ylabel("true positive rate")
     axes[2].set_title("ROC, good (> 0.7) vs junk (≤ 0.3)")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    atomic_savefig(fig, path, format="png", dpi=110)
     plt.close(fig)
 
 

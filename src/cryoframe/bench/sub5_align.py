@@ -72,7 +72,7 @@ def _plot(metrics: dict, snrs, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=120)
     for ax, (what, unit) in zip(axes, [("rot_deg", "rotation error (°)"),
@@ -88,8 +88,7 @@ def _plot(metrics: dict, snrs, out_dir: Path) -> None:
         ax.legend(fontsize=7)
     fig.suptitle("sub5-align (same pairs)")
     fig.tight_layout()
-    with atomic_path(out_dir / "sub5_align.png") as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, out_dir / "sub5_align.png", format="png")
     plt.close(fig)
 
 

@@ -39,7 +39,7 @@ def _plot(curves: dict, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for i, (label, (freq, fsc)) in enumerate(curves.items()):
@@ -52,8 +52,7 @@ def _plot(curves: dict, out_dir: Path) -> None:
     ax.legend(fontsize=7)
     ax.set_title("sub5-average: half-map FSC (7P6Z)")
     fig.tight_layout()
-    with atomic_path(out_dir / "sub5_average_fsc.png") as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, out_dir / "sub5_average_fsc.png", format="png")
     plt.close(fig)
 
 

@@ -39,7 +39,7 @@ def _plot(metrics: dict, snrs, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
 
     methods = ["knn", "linear", "mlp", "invariant", "cnn", "template"]
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
@@ -54,8 +54,7 @@ def _plot(metrics: dict, snrs, out_dir: Path) -> None:
     ax.set_title("sub5-classify (same run, same split)")
     ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
-    with atomic_path(out_dir / "sub5_classify.png") as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, out_dir / "sub5_classify.png", format="png")
     plt.close(fig)
 
 

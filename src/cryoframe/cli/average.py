@@ -14,7 +14,7 @@ def _fsc_png(path: Path, res, px: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
 
     f = res.fsc_freq.numpy() / px
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
@@ -29,8 +29,7 @@ def _fsc_png(path: Path, res, px: float) -> None:
     ax.set_title(f"FSC-0.143: {res.resolution_halfmap_angstrom:.1f} Å")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, path, format="png")
     plt.close(fig)
 
 

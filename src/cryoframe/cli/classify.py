@@ -14,7 +14,7 @@ def _confusion_png(path: Path, cm, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
 
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k), dpi=120)
@@ -28,8 +28,7 @@ def _confusion_png(path: Path, cm, title: str) -> None:
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, path, format="png")
     plt.close(fig)
 
 

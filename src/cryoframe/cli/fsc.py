@@ -20,7 +20,7 @@ def _plot(path: Path, freq_per_angstrom, curve, threshold: float, res: float,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot(freq_per_angstrom, curve, lw=1.5, color="tab:blue", label="FSC")
@@ -33,8 +33,7 @@ def _plot(path: Path, freq_per_angstrom, curve, threshold: float, res: float,
     ax.set_title(title if crossed else f"{title} (Nyquist-limited: ≤ {res:.2f} Å)")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, path, format="png")
     plt.close(fig)
 
 

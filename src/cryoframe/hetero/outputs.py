@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoframe._atomic import atomic_path
+from cryoframe._atomic import atomic_path, atomic_savefig
 
 __all__ = ["write_ca_models_pdb", "latent_pca", "plot_latents", "plot_rmsd_histogram",
            "pick_models_along_pc1", "write_results_star"]
@@ -88,8 +88,7 @@ def plot_latents(path: str | Path, latents: torch.Tensor, color=None,
     ax.set_ylabel("latent PC2")
     ax.set_title(f"latent space ({latents.shape[0]} images, d = {latents.shape[1]})")
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -110,8 +109,7 @@ def plot_rmsd_histogram(path: str | Path, rmsd_angstrom: dict[str, np.ndarray]) 
     ax.set_ylabel("images")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return Path(path)
 

@@ -82,7 +82,7 @@ def _histogram(scores: np.ndarray, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_path
+    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(scores, bins=np.linspace(0, 1, 41), color="#3a6ea5")
@@ -90,8 +90,7 @@ def _histogram(scores: np.ndarray, path: Path, title: str) -> Path:
     ax.set_ylabel("particles")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    atomic_savefig(fig, path, format="png", dpi=110)
     plt.close(fig)
     return path
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoframe._atomic import atomic_path
+from cryoframe._atomic import atomic_savefig
 from cryoframe._errors import InputError
 
 __all__ = ["ClusterResult", "cluster_embeddings", "embed_2d", "plot_clusters", "umap_available"]
@@ -119,7 +119,6 @@ def plot_clusters(coords_2d, labels, path, title: str = "", true_labels=None) ->
     ax.set_ylabel("component 2")
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    atomic_savefig(fig, path, format="png")
     plt.close(fig)
     return path
