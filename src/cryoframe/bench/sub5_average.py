@@ -58,7 +58,7 @@ def _plot(curves: dict, out_dir: Path) -> None:
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite; quick: 2 SNRs, ≤ 24 particles, ≤ 3 iterations; full: 4 SNRs, 1,000
-    particles, ≤ 6 iterations (3 at least) per method."""
+    particles, ≤ 5 iterations (3 at least) per method."""
     from cryoframe.baselines.fft_align import FFTAligner, wedge_mask
     from cryoframe.tasks.align import LearnedAligner
     from cryoframe.tasks.average import average_subtomograms
@@ -77,7 +77,7 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     aligners = {"ref_": FFTAligner(step_deg=30.0, refine_steps=4, max_shift_px=4.0)}
     if encoder is not None:
         aligners[""] = LearnedAligner(encoder, refine=True, max_shift_px=4.0)
-    iters = 3 if quick else 6
+    iters = 3 if quick else 5
     metrics: dict[str, float | None] = {}
     details: dict = {"encoder": enc_note, "note": PAPER_NOTE, "n_particles": int(len(idx)),
                      "class": "7P6Z", "history": {}}
