@@ -1,14 +1,27 @@
 """Autodecoders: per-image latent table → displacements of the C-alpha template.
 
-* :class:`GCNDecoder` — supplement Table 1 (AdK): linear embedding of the latent (d = 8) to
-  ``n_res × C`` node features, ``K`` GCNConv layers (Kipf & Welling, torch-geometric) with skip
-  connections and ReLU (``X ← X + ReLU(GCN(X))``), node-wise linear output of 3D displacements.
-  K = 16, C = 16 gives ≈35k weights for 214 residues.
+* :class:`GCNDecoder` — supplement Table 1 (AdK): a linear embedding of the latent (d = 8) to
+  ``n_res × C`` node features ``X⁽⁰⁾``, ``K`` GCNConv layers (Kipf & Welling, torch-geometric)
+  with skip connections and ReLU, node-wise linear output of 3D displacements. K = 16, C = 16
+  gives ≈35k weights for 214 residues.
 * :class:`MLPDecoder` — ``H`` fully connected hidden layers of width ``D`` with ReLU and a linear
   output of all ``3·n_res`` displacements; H = 8, D = 32 gives ≈29k weights for 214 residues.
 
-Both return ``x0 + Δ`` in Å (zyx); the output layer starts at zero so training starts at the
-template. :class:`LatentTable` holds one learnable ``d``-vector per image.
+Conditioning (the paper does not specify initialisation or output units; these are our choices,
+the same for both decoders where they apply):
+
+* the embedding is linear (the main text: "a linear layer mapping a latent variable z to a set of
+  node features X⁽⁰⁾"); a ReLU there left about half of every residue's channels dead at
+  initialisation (the node biases dominate ``E z`` for latents of std 0.1);
+* each residual branch has a learned scalar gain that starts at zero (ReZero, Bachlechner et al.
+  2020): ``X ← X + α_k · ReLU(GCN_k(X))``. With ``α_k = 1`` the non-negative branches pile up and
+  the node features grow ≈270× through the 16 layers at initialisation, so the node-wise output
+  layer sees inputs of magnitude ~100 and every Adam step moves all displacements at once;
+* both decoders output displacements in units of ``displacement_unit_angstrom`` (10 Å, i.e. nm),
+  so O(1) features map to domain-motion-sized displacements;
+* the output layer starts at zero, so both decoders start exactly at the template.
+
+Both return ``x0 + Δ`` in Å (zyx). :class:`LatentTable` holds one learnable ``d``-vector per image.
 """
 
 from __future__ import annotations
@@ -17,6 +30,9 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["LatentTable", "GCNDecoder", "MLPDecoder", "count_weights", "make_decoder"]
+
+#: Output unit of both decoders' displacements (Å): they predict Δ in nm.
+DISPLACEMENT_UNIT_ANGSTROM = 10.0
 
 
 def count_weights(module: nn.Module) -> int:
@@ -62,10 +78,13 @@ class GCNDecoder(nn.Module):
         C, node feature width.
     n_layers : int
         K, number of GCNConv layers.
+    displacement_unit_angstrom : float
+        Length of one output unit (Å).
     """
 
     def __init__(self, template_zyx_angstrom, edge_index: Tensor, latent_dim: int = 8,
-                 channels: int = 16, n_layers: int = 16) -> None:
+                 channels: int = 16, n_layers: int = 16,
+                 displacement_unit_angstrom: float = DISPLACEMENT_UNIT_ANGSTROM) -> None:
         super().__init__()
         from torch_geometric.nn import GCNConv
 
@@ -73,9 +92,11 @@ class GCNDecoder(nn.Module):
         self.register_buffer("template", x0)
         self.register_buffer("edge_index", torch.as_tensor(edge_index, dtype=torch.long))
         self.n_res, self.channels = int(x0.shape[0]), int(channels)
+        self.unit = float(displacement_unit_angstrom)
         self.embed = nn.Linear(latent_dim, self.n_res * channels)
         self.convs = nn.ModuleList(
             [GCNConv(channels, channels, cached=True, node_dim=-2) for _ in range(n_layers)])
+        self.gain = nn.Parameter(torch.zeros(n_layers))  # ReZero: residual branches start off
         self.out = nn.Linear(channels, 3)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
@@ -92,27 +113,34 @@ class GCNDecoder(nn.Module):
                 check_invariants=True).coalesce()  # row = target node, col = source node
         return self._adjacency
 
-    def displacements(self, z: Tensor, pyg_propagate: bool = False) -> Tensor:
-        """`(b, d)` latents → `(b, n_res, 3)` displacements Δ (Å).
+    def node_features(self, z: Tensor, pyg_propagate: bool = False) -> list[Tensor]:
+        """`(b, d)` latents → ``[X⁽⁰⁾, …, X⁽ᴷ⁾]``, each `(b, n_res, C)`.
 
-        Each layer is ``X ← X + ReLU(Â X W + b)`` with GCNConv's weights ``W``, ``b``. By default
-        the propagation ``Â (X W)`` is one sparse matmul over the whole batch (≈4× faster on a
-        CPU than GCNConv's scatter over a batched static graph); ``pyg_propagate=True`` calls the
-        GCNConv modules themselves (identical result, tested).
+        Each layer is ``X ← X + α_k · ReLU(Â X W + b)`` with GCNConv's weights ``W``, ``b``. By
+        default the propagation ``Â (X W)`` is one sparse matmul over the whole batch (≈4× faster
+        on a CPU than GCNConv's scatter over a batched static graph); ``pyg_propagate=True``
+        calls the GCNConv modules themselves (identical result, tested).
         """
         b = z.shape[0]
-        h = torch.relu(self.embed(z)).reshape(b, self.n_res, self.channels)
+        h = self.embed(z).reshape(b, self.n_res, self.channels)
+        feats = [h]
         if pyg_propagate:
-            for conv in self.convs:
-                h = h + torch.relu(conv(h, self.edge_index))  # (b, n_res, C), static graph
-            return self.out(h)
+            for gain, conv in zip(self.gain, self.convs):
+                h = h + gain * torch.relu(conv(h, self.edge_index))  # static graph
+                feats.append(h)
+            return feats
         adj = self.adjacency()
         h = h.transpose(0, 1)  # (n_res, b, C)
-        for conv in self.convs:
+        for gain, conv in zip(self.gain, self.convs):
             hw = conv.lin(h).reshape(self.n_res, b * self.channels)
             msg = torch.sparse.mm(adj, hw).reshape(self.n_res, b, self.channels)
-            h = h + torch.relu(msg + conv.bias)
-        return self.out(h.transpose(0, 1))
+            h = h + gain * torch.relu(msg + conv.bias)
+            feats.append(h.transpose(0, 1))
+        return feats
+
+    def displacements(self, z: Tensor, pyg_propagate: bool = False) -> Tensor:
+        """`(b, d)` latents → `(b, n_res, 3)` displacements Δ (Å)."""
+        return self.unit * self.out(self.node_features(z, pyg_propagate)[-1])
 
     def forward(self, z: Tensor) -> Tensor:
         """`(b, d)` latents → `(b, n_res, 3)` conformations x0 + Δ (Å, zyx)."""
@@ -134,14 +162,18 @@ class MLPDecoder(nn.Module):
         D, hidden width.
     n_hidden : int
         H, number of hidden layers.
+    displacement_unit_angstrom : float
+        Length of one output unit (Å).
     """
 
     def __init__(self, template_zyx_angstrom, latent_dim: int = 8, hidden: int = 32,
-                 n_hidden: int = 8) -> None:
+                 n_hidden: int = 8,
+                 displacement_unit_angstrom: float = DISPLACEMENT_UNIT_ANGSTROM) -> None:
         super().__init__()
         x0 = torch.as_tensor(template_zyx_angstrom, dtype=torch.float32)
         self.register_buffer("template", x0)
         self.n_res = int(x0.shape[0])
+        self.unit = float(displacement_unit_angstrom)
         layers: list[nn.Module] = []
         width = latent_dim
         for _ in range(n_hidden):
@@ -152,11 +184,15 @@ class MLPDecoder(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def displacements(self, z: Tensor) -> Tensor:
+        """`(b, d)` latents → `(b, n_res, 3)` displacements Δ (Å)."""
+        return self.unit * self.out(self.body(z)).reshape(-1, self.n_res, 3)
+
     def forward(self, z: Tensor) -> Tensor:
         """`(b, d)` latents → `(b, n_res, 3)` conformations x0 + Δ (Å, zyx)."""
         if z.ndim != 2:
             raise ValueError(f"latents must be (b, d), got {tuple(z.shape)}")
-        return self.template[None] + self.out(self.body(z)).reshape(-1, self.n_res, 3)
+        return self.template[None] + self.displacements(z)
 
 
 def make_decoder(kind: str, template_zyx_angstrom, edge_index: Tensor | None = None,
