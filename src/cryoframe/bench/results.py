@@ -30,6 +30,14 @@ class SuiteResult:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def progress(message: str) -> None:
+    """Print one timestamped progress line of a long suite to stderr (kept out of the table)."""
+    import sys
+    import time
+
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def git_commit() -> str:
     """Commit hash of the working tree the code runs from ("unknown" outside git)."""
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoframe.bench.results import SuiteResult
+from cryoframe.bench.results import SuiteResult, progress
 from cryoframe.bench.sub5_data import PAPER_NOTE, bench_encoder, build_sub5, load_sub5, snr_key
 
 RANGES = {"local": (15.0, 6.0), "global": (180.0, 4.0)}
@@ -136,6 +136,7 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     for rname, (max_rot, max_sh) in RANGES.items():
         for snr in snrs:
             key = f"{rname}_{snr_key(snr)}"
+            progress(f"sub5-align {rname} range, SNR {snr:g}")
             idx = rng.choice(target, size=min(n_pairs, len(target)), replace=False)
             x, x1, rot, sh, w = make_pairs(data, idx, snr, max_rot, max_sh, gen)
             res = fft[rname].align_to_reference(x1, x, particle_mask=w, reference_mask=w)

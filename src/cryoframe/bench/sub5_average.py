@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryoframe.bench.results import SuiteResult
+from cryoframe.bench.results import SuiteResult, progress
 from cryoframe.bench.sub5_data import (PAPER_NOTE, VOXEL_ANGSTROM, bench_encoder, build_sub5,
                                        class_maps, load_sub5, snr_key)
 
@@ -94,7 +94,11 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
             res = average_subtomograms(x, aligners[pre], particle_mask=wedge,
                                        pixel_size_angstrom=VOXEL_ANGSTROM, ground_truth=gt,
                                        max_iterations=iters, min_iterations=min(3, iters),
-                                       seed=seed)
+                                       seed=seed, progress=lambda e, s=snr, p=pre: progress(
+                                           f"sub5-average SNR {s:g} {'FFT' if p else 'learned'}"
+                                           f" iteration {e['iteration']}: half-map "
+                                           f"{e['res_halfmap_angstrom']:.1f} Å, "
+                                           f"{e['seconds']:.0f} s"))
             metrics[f"{pre}res_halfmap_nm_{key}"] = res.resolution_halfmap_angstrom / 10.0
             metrics[f"{pre}res_vs_gt_nm_{key}"] = res.resolution_vs_gt_angstrom / 10.0
             metrics[f"{pre}wall_s_{key}"] = res.wall_s

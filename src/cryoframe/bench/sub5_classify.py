@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoframe.bench.results import SuiteResult
+from cryoframe.bench.results import SuiteResult, progress
 from cryoframe.bench.sub5_data import (PAPER_NOTE, SUB5_CLASSES, bench_encoder, build_sub5,
                                        class_maps, load_sub5, snr_key)
 
@@ -92,6 +92,7 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
                      "note": PAPER_NOTE, "template_test_subset": {}}
     for snr in snrs:
         key = snr_key(snr)
+        progress(f"sub5-classify SNR {snr:g}: encoder protocols")
         split = split_1_1_8(y_target, seed=seed)
         x_t = data.at_snr(snr, target_idx)
         if encoder is not None:
@@ -106,6 +107,7 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
         train_x = torch.cat([x_clean, x_t[split.train]])
         train_y = np.concatenate([y_clean, y_target[split.train]])
         test_x, test_y = x_t[split.test], y_target[split.test]
+        progress(f"sub5-classify SNR {snr:g}: invariant features, 3D CNN, template matching")
         inv = InvariantFeatureClassifier(seed=seed).fit(train_x, train_y)
         metrics[f"acc_invariant_{key}"] = 100.0 * float((inv.predict(test_x) == test_y).mean())
         cnn = train_cnn3d(train_x, train_y, x_t[split.val], y_target[split.val], n_classes=5,

@@ -75,6 +75,12 @@ def build_sub5(cache_dir: str | Path, n_per_class: int, seed: int, quick: bool,
     cfg = sub5_config(n_per_class, seed, quick)
     path = Path(cache_dir) / f"sub5_{'quick' if quick else 'full'}_n{n_per_class}_seed{seed}.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if progress is None:
+        from cryoframe.bench.results import progress as say
+
+        def progress(done: int, total: int) -> None:
+            if done == total or done % 10 == 0:
+                say(f"SUB5 store: {done}/{total} units")
     return simulate_subtomograms(cfg, path, progress=progress)
 
 
