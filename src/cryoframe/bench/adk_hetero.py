@@ -88,8 +88,8 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
         "simulation_s": round(sim_s, 1),
         "decoders": "GNN: linear embedding, 16 residual GCNConv layers X <- X + a_k ReLU(GCN(X)) "
                     "with learned gains a_k starting at 0 (ReZero), node-wise linear output; MLP: "
-                    "8 x 32 ReLU; both output displacements in nm (x 10 A), output layer "
-                    "zero-initialised (start at the template)",
+                    "8 x 32 ReLU; both output displacements in nm (x 10 A) and start exactly at "
+                    "the template (GNN: zero embedding, MLP: zero output layer)",
         "graph": {"nodes": graph.n_nodes, "edges": int(graph.edge_index.shape[1] // 2),
                   "hbond_edges": int(len(graph.hbond_pairs))},
         "runs": {},

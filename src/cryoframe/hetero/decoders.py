@@ -19,7 +19,12 @@ the same for both decoders where they apply):
   layer sees inputs of magnitude ~100 and every Adam step moves all displacements at once;
 * both decoders output displacements in units of ``displacement_unit_angstrom`` (10 Å, i.e. nm),
   so O(1) features map to domain-motion-sized displacements;
-* the output layer starts at zero, so both decoders start exactly at the template.
+* both start exactly at the template. The MLP's output layer starts at zero (its per-coordinate
+  bias moves every residue from the first step). The GCN's node-wise output layer is shared by all
+  residues, so a zero output layer would leave the embedding without gradient until it grew (a
+  product saddle: the GCN stood still for ~6 epochs); instead the embedding starts at zero
+  (``X⁽⁰⁾ = 0``, hence ``X⁽ᴷ⁾ = 0``) and the output layer keeps its random weights (zero bias),
+  so every residue's embedding gets a gradient at the first step.
 
 Both return ``x0 + Δ`` in Å (zyx). :class:`LatentTable` holds one learnable ``d``-vector per image.
 """
@@ -97,9 +102,10 @@ class GCNDecoder(nn.Module):
         self.convs = nn.ModuleList(
             [GCNConv(channels, channels, cached=True, node_dim=-2) for _ in range(n_layers)])
         self.gain = nn.Parameter(torch.zeros(n_layers))  # ReZero: residual branches start off
-        self.out = nn.Linear(channels, 3)
-        nn.init.zeros_(self.out.weight)
+        self.out = nn.Linear(channels, 3)  # default (random) weights, zero bias
         nn.init.zeros_(self.out.bias)
+        nn.init.zeros_(self.embed.weight)  # X⁽⁰⁾ = 0: start at the template
+        nn.init.zeros_(self.embed.bias)
         self._adjacency: Tensor | None = None
 
     def adjacency(self) -> Tensor:
