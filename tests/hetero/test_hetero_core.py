@@ -218,3 +218,16 @@ def test_gcn_decoder_conditioned_at_init():
         loss.backward()
         opt.step()
     assert gnn.gain.grad.abs().min() > 0 and loss.item() < 1.0
+
+
+def test_checkpoint_of_another_layout_is_a_clear_input_error(tmp_path):
+    from cryoframe import InputError
+    from cryoframe.hetero.decoders import load_decoder_state, make_decoder
+
+    template = torch.randn(12, 3) * 10
+    edges = torch.tensor([[i, i + 1] for i in range(11)] + [[i + 1, i] for i in range(11)]).T
+    gnn = make_decoder("gnn", template, edges)
+    state = {"decoder": {k: v for k, v in gnn.state_dict().items() if "gain" not in k}}
+    with pytest.raises(InputError, match="decoder weights do not match"):
+        load_decoder_state(gnn, state, tmp_path / "checkpoint.pt")
+    load_decoder_state(gnn, {"decoder": gnn.state_dict()}, tmp_path / "checkpoint.pt")

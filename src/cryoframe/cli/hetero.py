@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
 
         from cryoframe._errors import InputError
         from cryoframe.hetero.dataset import load_dataset
-        from cryoframe.hetero.decoders import LatentTable, make_decoder
+        from cryoframe.hetero.decoders import LatentTable, load_decoder_state, make_decoder
         from cryoframe.hetero.ensemble import load_template
         from cryoframe.hetero.graph import build_backbone_graph
         from cryoframe.hetero.outputs import (pick_models_along_pc1, plot_latents,
@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
         cfg = state["config"]
         dec = make_decoder(cfg["decoder"], torch_template(tmpl), graph.edge_index,
                            cfg["latent_dim"])
-        dec.load_state_dict(state["decoder"])
+        load_decoder_state(dec, state, ckpt_path)
         lat = LatentTable(len(data.images), cfg["latent_dim"])
         lat.load_state_dict(state["latents"])
         pred = predict_conformations(dec, lat)

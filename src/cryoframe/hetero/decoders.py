@@ -34,7 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LatentTable", "GCNDecoder", "MLPDecoder", "count_weights", "make_decoder"]
+__all__ = ["LatentTable", "GCNDecoder", "MLPDecoder", "count_weights", "make_decoder",
+           "load_decoder_state"]
 
 #: Output unit of both decoders' displacements (Å): they predict Δ in nm.
 DISPLACEMENT_UNIT_ANGSTROM = 10.0
@@ -213,3 +214,22 @@ def make_decoder(kind: str, template_zyx_angstrom, edge_index: Tensor | None = N
     if kind == "mlp":
         return MLPDecoder(template_zyx_angstrom, latent_dim)
     raise InputError(f"unknown decoder '{kind}'", field="decoder", expected="'gnn' or 'mlp'")
+
+
+def load_decoder_state(decoder: nn.Module, state: dict, path) -> None:
+    """Load a checkpoint's decoder weights, or raise :class:`InputError` naming the file.
+
+    Checkpoints written before the GCN's residual gains existed (cryoframe 0.1.0 development
+    builds) do not match the current layout and must be retrained.
+    """
+    from cryoframe._errors import InputError
+
+    try:
+        decoder.load_state_dict(state["decoder"])
+    except (RuntimeError, KeyError) as exc:
+        raise InputError(f"decoder weights do not match this version ({str(exc)[:120]})",
+                         file=path, field="decoder",
+                         expected=f"a {type(decoder).__name__} checkpoint written by this "
+                                  "cryoframe version (retrain with 'cryoframe hetero train')"
+                         ) from None
+

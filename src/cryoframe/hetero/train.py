@@ -20,7 +20,8 @@ from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
 
 from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
-from cryoframe.hetero.decoders import LatentTable, count_weights, make_decoder
+from cryoframe.hetero.decoders import (LatentTable, count_weights, load_decoder_state,
+                                       make_decoder)
 from cryoframe.hetero.ensemble import Template
 from cryoframe.hetero.forward import ResidueForwardModel
 from cryoframe.hetero.graph import BackboneGraph
@@ -183,7 +184,7 @@ def train_autodecoder(
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     if resume and ckpt is not None and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
-        decoder.load_state_dict(state["decoder"])
+        load_decoder_state(decoder, state, ckpt)
         latents.load_state_dict(state["latents"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
