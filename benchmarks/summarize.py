@@ -42,8 +42,9 @@ def _tables(metrics: dict, units: dict) -> list[str]:
             unit = next(iter(row.values()))[1]
             cells = [_fmt(row[s][0]) if s in row else "—" for s in snrs]
             out.append(f"| `{name}` | {unit} | " + " | ".join(cells) + " |")
-        out.append("")
     if plain:
+        if out:
+            out.append("")
         out += ["| metric | value | unit |", "| --- | --- | --- |", *plain]
     return out
 
