@@ -111,7 +111,7 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
         inv = InvariantFeatureClassifier(seed=seed).fit(train_x, train_y)
         metrics[f"acc_invariant_{key}"] = 100.0 * float((inv.predict(test_x) == test_y).mean())
         cnn = train_cnn3d(train_x, train_y, x_t[split.val], y_target[split.val], n_classes=5,
-                          epochs=3, seed=seed)  # 3 epochs: ~8 CPU min per SNR
+                          epochs=3, seed=seed)  # CPU budget of the full run
         metrics[f"acc_cnn_{key}"] = 100.0 * float(
             (predict_cnn3d(cnn, test_x).argmax(1) == test_y).mean())
         sub = rng.choice(len(test_y), size=min(n_template, len(test_y)), replace=False)

@@ -20,6 +20,7 @@ Shifts
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Literal
 
@@ -192,6 +193,16 @@ def rotate_volumes(vol: Tensor, rotations: Tensor, order: Order = "linear") -> T
     return out[0] if squeeze else out
 
 
+@functools.lru_cache(maxsize=8)
+def _homogeneous_grid_xyz1(shape: tuple[int, ...], dtype: torch.dtype,
+                           device: torch.device) -> Tensor:
+    """`(D·H·W, 4)` normalised (x, y, z, 1) voxel positions (cached: aligners rotate the same
+    box size thousands of times; the result is only read)."""
+    axes = [torch.linspace(-1.0, 1.0, n, dtype=dtype, device=device) for n in shape]
+    zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
+    return torch.stack([xx, yy, zz, torch.ones_like(xx)], -1).reshape(-1, 4)
+
+
 def _rotate_linear_affine(v4: Tensor, r3: Tensor, b: int, squeeze: bool) -> Tensor:
     """Trilinear rotation through ``F.affine_grid``: the same map as the generic path.
 
@@ -209,9 +220,7 @@ def _rotate_linear_affine(v4: Tensor, r3: Tensor, b: int, squeeze: bool) -> Tens
     a = s[:, None] * r3.transpose(-1, -2) / s[None, :]                    # (B', 3, 3) zyx
     off = (torch.eye(3, dtype=dt, device=dev) - a) @ (s * centre - 1)      # (B', 3)
     theta = torch.cat([a.flip(-1).flip(-2), off.flip(-1)[..., None]], -1)  # xyz order
-    axes = [torch.linspace(-1.0, 1.0, n, dtype=dt, device=dev) for n in shape]
-    zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
-    base = torch.stack([xx, yy, zz, torch.ones_like(xx)], -1).reshape(-1, 4)
+    base = _homogeneous_grid_xyz1(tuple(shape), dt, dev)
     # One matmul per batch (faster on CPU than F.affine_grid, identical values).
     grid = torch.matmul(base, theta.expand(b, 3, 4).transpose(1, 2)).reshape(b, *shape, 3)
     src = v4 if v4.shape[0] == b else v4.expand(b, *shape)
