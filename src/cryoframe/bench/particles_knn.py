@@ -10,7 +10,10 @@ icosahedral viewing-direction classes (in-plane angle ignored); as in the paper 
 particles nearest to their class centre are kept. k-NN: fit on a stratified half, score the
 other half; pose accuracy is computed per structure and averaged.
 
-Same-run references: rotation-invariant features (radial power spectrum, radial profile,
+Learned features are class-token features averaged over 8 in-plane rotations (45° steps, the
+default of ``cryoframe particles embed``; the pose labels ignore the in-plane angle), for the
+pretrained and the random encoder alike; single-pass figures of the pretrained encoder are in
+``details``. Same-run references: rotation-invariant features (radial power spectrum, radial profile,
 intensity percentiles) with the same k-NN, and a randomly initialised encoder of the same
 architecture. All feature sets are z-scored with the statistics of the training half; learned
 features use cosine distance, hand-made ones Euclidean (unstandardised learned-feature figures
@@ -143,7 +146,8 @@ def _plot(metrics: dict[str, float | None], per_pose: dict[str, dict[str, float]
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite (quick: 40 particles per structure; full: 1,000)."""
     from cryoframe.models.vit2d import VIT2D_CONFIGS, ViT2d
-    from cryoframe.particles.embed import embed_images, load_checkpoint, load_encoder
+    from cryoframe.particles.embed import (DEFAULT_IN_PLANE_ROTATIONS, embed_images,
+                                           load_checkpoint, load_encoder)
 
     out_dir = Path(out_dir)
     n_keep = 40 if quick else 1000
@@ -165,12 +169,18 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
         enc, details["weights"] = None, f"unavailable: {exc}"
     torch.manual_seed(seed)
     rand = ViT2d(**{**arch, "num_classes": 0}).eval()  # same architecture, random weights
+    n_rot = DEFAULT_IN_PLANE_ROTATIONS
+    details["in_plane_rotations"] = n_rot
     t1 = time.perf_counter()
     feats = {}
     if enc is not None:
-        feats["pretrained"] = embed_images(enc, data["images"]).numpy()
+        feats["pretrained"] = embed_images(enc, data["images"], in_plane_rotations=n_rot).numpy()
         details["embed_per_s"] = round(len(data["structure"]) / (time.perf_counter() - t1), 1)
-    feats["random init"] = embed_images(rand, data["images"]).numpy()
+        single = embed_images(enc, data["images"]).numpy()
+        s1, p1, _ = _scores(single, data, seed, "cosine", True)
+        details["pretrained_single_pass"] = {"knn_structure": round(s1, 2),
+                                             "knn_pose": round(p1, 2)}
+    feats["random init"] = embed_images(rand, data["images"], in_plane_rotations=n_rot).numpy()
     feats["invariant"] = invariant_features_2d(data["images"])
     for label, suffix in (("pretrained", ""), ("random init", "_random"), ("invariant", "_invariant")):
         if label not in feats:

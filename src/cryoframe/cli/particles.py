@@ -125,12 +125,15 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(512, "--batch-size"),
         phase_flip: bool = typer.Option(False, "--phase-flip/--no-phase-flip"),
         contrast: str = typer.Option("auto", "--contrast", help=_CONTRAST_HELP),
+        rotations: int = typer.Option(8, "--rotations", min=1,
+                                      help="In-plane rotations to average features over."),
     ) -> None:
         """Frozen encoder features of every particle, in STAR order."""
         from cryoframe.particles.embed import embed_star
 
         out = out or star.with_name(f"{star.stem}_features.npy")
-        info = embed_star(star, out, weights, batch_size, phase_flip, contrast)
+        info = embed_star(star, out, weights, batch_size, phase_flip, contrast,
+                          in_plane_rotations=rotations)
         console.print(f"embedded {info['n']} particles → {info['features']} "
                       f"({info['n']} × {info['dim']}, {info['particles_per_s']:.0f} particles/s)")
 
@@ -158,10 +161,13 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
         phase_flip: bool = typer.Option(False, "--phase-flip/--no-phase-flip"),
         contrast: str = typer.Option("auto", "--contrast", help=_CONTRAST_HELP),
+        rotations: int = typer.Option(8, "--rotations", min=1,
+                                      help="In-plane rotations to average features over."),
     ) -> None:
         """Pose clustering: k-means++ on encoder features (rlnClassNumber = cluster + 1)."""
         from cryoframe.particles.cluster import cluster_star
 
-        res = cluster_star(star, n_clusters, out, weights, seed, phase_flip, contrast)
+        res = cluster_star(star, n_clusters, out, weights, seed, phase_flip, contrast,
+                           in_plane_rotations=rotations)
         console.print(f"{len(res['labels'])} particles in {n_clusters} clusters, sizes "
                       f"{res['counts']}; wrote {res['star']}")

@@ -20,7 +20,12 @@ from cryoframe._errors import InputError
 from cryoframe.models.vit2d import VIT2D_CONFIGS, ViT2d
 
 __all__ = ["shipped_weights", "save_checkpoint", "load_checkpoint", "load_encoder",
-           "embed_images", "embed_star"]
+           "embed_images", "embed_star", "DEFAULT_IN_PLANE_ROTATIONS"]
+
+#: In-plane rotations averaged by the user-facing feature commands (``embed``, ``cluster``) and
+#: the particles-knn benchmark: 45° steps. Viewing-direction classes ignore the in-plane angle, and
+#: averaging over the rotation group also averages the noise of the eight passes.
+DEFAULT_IN_PLANE_ROTATIONS = 8
 
 from cryoframe.train.particle_loop import ENCODER_FORMAT, RANKER_FORMAT, save_checkpoint
 
@@ -73,8 +78,14 @@ def load_encoder(path: str | Path | None = None) -> ViT2d:
 
 @torch.inference_mode()
 def embed_images(model: nn.Module, images: torch.Tensor, batch_size: int = 512,
-                 progress: bool = False) -> torch.Tensor:
-    """Frozen features of prepared images.
+                 progress: bool = False, in_plane_rotations: int = 1) -> torch.Tensor:
+    """Frozen features of prepared images, optionally averaged over in-plane rotations.
+
+    With ``in_plane_rotations = n > 1`` each image is rotated by ``k · 360°/n`` (k = 0 … n−1)
+    about the box centre ``(s // 2, s // 2)`` (bilinear, outside reads 0 = the normalised
+    background mean) and the n class-token features are averaged: the result is invariant to
+    in-plane rotations by multiples of ``360°/n`` (exactly for 90° multiples when n is a multiple
+    of 4 and the image border is background) and costs n forward passes.
 
     Parameters
     ----------
@@ -86,12 +97,22 @@ def embed_images(model: nn.Module, images: torch.Tensor, batch_size: int = 512,
         Images per forward pass.
     progress : bool
         Show a rich progress bar.
+    in_plane_rotations : int
+        Number n of equally spaced in-plane rotations to average over (1: none).
 
     Returns
     -------
     Tensor
         `(n, d)` float32 class-token features.
     """
+    import math
+
+    from cryoframe.geometry.transforms import rotate_images
+
+    if int(in_plane_rotations) < 1:
+        raise InputError(f"in_plane_rotations = {in_plane_rotations}", field="in_plane_rotations",
+                         expected="a positive integer (1: no rotation averaging)")
+    n_rot = int(in_plane_rotations)
     model.eval()
     out = []
     rng = range(0, images.shape[0], batch_size)
@@ -101,7 +122,11 @@ def embed_images(model: nn.Module, images: torch.Tensor, batch_size: int = 512,
         rng = track(rng, description="embedding", total=len(rng))
     for i in rng:
         x = images[i:i + batch_size].to(torch.float32)
-        out.append(model.forward_head(model.forward_features(x[:, None]), pre_logits=True))
+        acc = model.forward_head(model.forward_features(x[:, None]), pre_logits=True)
+        for k in range(1, n_rot):
+            xr = rotate_images(x, 2.0 * math.pi * k / n_rot)
+            acc = acc + model.forward_head(model.forward_features(xr[:, None]), pre_logits=True)
+        out.append(acc / n_rot)
     if not out:
         return torch.empty(0, getattr(model, "embed_dim", 0))
     return torch.cat(out)
@@ -109,9 +134,11 @@ def embed_images(model: nn.Module, images: torch.Tensor, batch_size: int = 512,
 
 def embed_star(star: str | Path, out: str | Path, weights: str | Path | None = None,
                batch_size: int = 512, phase_flip: bool = False, contrast: str = "auto",
-               progress: bool = True) -> dict[str, Any]:
+               progress: bool = True,
+               in_plane_rotations: int = DEFAULT_IN_PLANE_ROTATIONS) -> dict[str, Any]:
     """Features of every particle of a STAR file, written as ``out`` (``.npy``, `(n, d)` in
-    STAR order) plus ``<out>.json`` (model, counts, timing).
+    STAR order) plus ``<out>.json`` (model, counts, timing). Features are averaged over
+    ``in_plane_rotations`` in-plane rotations (see :func:`embed_images`).
 
     Returns
     -------
@@ -135,7 +162,8 @@ def embed_star(star: str | Path, out: str | Path, weights: str | Path | None = N
                         total=-(-len(table) // batch_size))
     sign = 1.0
     for b, sign in batches:
-        feats[b.rows] = embed_images(model, b.images, batch_size).numpy()
+        feats[b.rows] = embed_images(model, b.images, batch_size,
+                                     in_plane_rotations=in_plane_rotations).numpy()
     dt = time.perf_counter() - t0
     out = Path(out)
     if out.suffix != ".npy":
@@ -145,7 +173,8 @@ def embed_star(star: str | Path, out: str | Path, weights: str | Path | None = N
             np.save(fh, feats)
     info = {"star": str(star), "n": len(table), "dim": int(model.embed_dim),
             "weights": str(weights or shipped_weights("encoder")), "contrast_sign": sign,
-            "phase_flip": phase_flip, "seconds": round(dt, 3),
+            "phase_flip": phase_flip, "in_plane_rotations": int(in_plane_rotations),
+            "seconds": round(dt, 3),
             "particles_per_s": round(len(table) / max(dt, 1e-9), 1)}
     atomic_write_text(out.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
     return {**info, "features": out}
