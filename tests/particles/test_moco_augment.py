@@ -59,3 +59,25 @@ def test_augment_properties():
     sol = ParticleAugment(crop_scale=(1, 1), rotate=False, jitter_p=0, blur_p=0, solarize_p=1)(x)
     m = x.mean(dim=(-2, -1), keepdim=True)
     assert (sol <= m + 1e-6).all()  # values above the mean are reflected below it
+
+
+def test_pretrain_from_an_earlier_encoder(tmp_path):
+    import pytest
+
+    from cryoframe import InputError
+    from cryoframe.train.particle_loop import (ENCODER_FORMAT, PretrainConfig, pretrain_moco,
+                                               save_checkpoint)
+
+    torch.manual_seed(1)
+    start = create_vit2d()
+    with torch.no_grad():
+        start.cls_token.fill_(0.25)  # a mark no fresh initialisation produces
+    init = save_checkpoint(tmp_path / "enc.pt", start, ENCODER_FORMAT, {})
+    cfg = PretrainConfig(steps=1, batch_size=8, mlp_dim=64, proj_dim=32, lr=0.0)
+    images = torch.randn(16, 64, 64)
+    enc, hist = pretrain_moco(images, cfg, tmp_path / "ckpt.pt", init_encoder=init)
+    assert hist["steps_done"] == 1
+    for (name, a), b in zip(start.state_dict().items(), enc.state_dict().values()):
+        assert torch.equal(a, b), name  # lr 0: still the initial encoder
+    with pytest.raises(InputError, match="initial encoder not found"):
+        pretrain_moco(images, cfg, tmp_path / "other.pt", init_encoder=tmp_path / "none.pt")

@@ -96,6 +96,9 @@ def register(app: typer.Typer) -> None:
             0.0, "--noise-aug", help="Max σ of independent noise added to each view (0 = off)."),
         ranker_only: bool = typer.Option(
             False, "--ranker-only", help="Only fine-tune CryoRanker on out-dir's encoder."),
+        warmup_steps: int = typer.Option(50, "--warmup-steps", min=0),
+        init_encoder: Path = typer.Option(
+            None, "--init-encoder", help="Start MoCo from this encoder checkpoint."),
     ) -> None:
         """MoCo v3 pretraining on simulated pretraining densities (+ CryoRanker fine-tuning).
 
@@ -111,7 +114,8 @@ def register(app: typer.Typer) -> None:
                       max_minutes=max_minutes, ranker=ranker, ranker_steps=ranker_steps,
                       ranker_minutes=ranker_minutes, n_per_kind=n_per_kind, seed=seed,
                       temperature=temperature, noise_sigma_max=noise_sigma_max,
-                      ranker_only=ranker_only)
+                      ranker_only=ranker_only, warmup_steps=warmup_steps,
+                      init_encoder=init_encoder)
         out_dir.mkdir(parents=True, exist_ok=True)
         _run_record(out_dir, "particles_pretrain", config)
         summary = run_pretraining(out_dir, log=console.print, **config)

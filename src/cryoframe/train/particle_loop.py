@@ -192,16 +192,43 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
+def _load_init_encoder(encoder: ViT2d, path: str | Path) -> None:
+    """Load the weights of an encoder (or ranker) checkpoint into ``encoder`` (same config)."""
+    from cryoframe._errors import InputError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("initial encoder not found", file=p, field="init_encoder",
+                         expected="an encoder checkpoint (e.g. cryoframe/weights/particle_vit_cpu.pt)")
+    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (ENCODER_FORMAT, RANKER_FORMAT):
+        raise InputError("not a cryoframe particle checkpoint", file=p, field="format",
+                         expected=f"'{ENCODER_FORMAT}' or '{RANKER_FORMAT}'")
+    state = ckpt["state_dict"]
+    if ckpt["format"] == RANKER_FORMAT:
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    state = {k: v for k, v in state.items() if not k.startswith("head.")}
+    try:
+        encoder.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise InputError(f"encoder weights do not fit this model ({str(exc)[:100]})", file=p,
+                         field="config", expected="a checkpoint of the same ViT configuration"
+                         ) from None
+
+
 def pretrain_moco(
     images: torch.Tensor,
     cfg: PretrainConfig,
     checkpoint: str | Path | None = None,
     log: Log | None = None,
+    init_encoder: str | Path | None = None,
 ) -> tuple[ViT2d, dict[str, Any]]:
     """MoCo v3 pretraining of a 2D ViT on normalised images `(N, s, s)`.
 
     If ``checkpoint`` exists, training resumes from it (same data and config expected); it is
-    rewritten every ``cfg.checkpoint_every`` steps and at the end.
+    rewritten every ``cfg.checkpoint_every`` steps and at the end. Otherwise, with
+    ``init_encoder`` the online and momentum backbones start from that encoder checkpoint
+    (projector and predictor start fresh): a new schedule continuing an earlier pretraining.
 
     Returns
     -------
@@ -213,12 +240,16 @@ def pretrain_moco(
     torch.manual_seed(cfg.seed)
     arch = dict(VIT2D_CONFIGS[cfg.model])
     encoder = ViT2d(**arch)
+    ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if init_encoder is not None and not (ckpt_path is not None and ckpt_path.exists()):
+        _load_init_encoder(encoder, init_encoder)
+        if log:
+            log(f"encoder initialised from {init_encoder}")
     model = MoCoV3(encoder, encoder.embed_dim, cfg.proj_dim, cfg.mlp_dim, cfg.temperature)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     step, losses, elapsed_before = 0, [], 0.0
-    ckpt_path = Path(checkpoint) if checkpoint is not None else None
     if ckpt_path is not None and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -374,12 +405,15 @@ def run_pretraining(
     temperature: float = 0.5,
     noise_sigma_max: float = 0.0,
     ranker_only: bool = False,
+    warmup_steps: int = 50,
+    init_encoder: str | Path | None = None,
 ) -> dict[str, Any]:
     """Simulate the pretraining pool, run MoCo v3, optionally fine-tune CryoRanker; write
     ``particle_vit_cpu.pt`` / ``particle_ranker_cpu.pt`` and ``history.json`` in ``out_dir``.
 
     Resumable: the simulated pool (``pool.pt``) and the MoCo checkpoint (``moco_ckpt.pt``) are
-    reused when present.
+    reused when present. ``init_encoder`` starts MoCo from an earlier encoder checkpoint (see
+    :func:`pretrain_moco`).
     """
     import json
     import platform
@@ -403,13 +437,14 @@ def run_pretraining(
             log(f"pool {tuple(pool.shape)} in {time.perf_counter() - t0:.0f} s")
     cfg = PretrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                          max_minutes=max_minutes, temperature=temperature,
-                         noise_sigma_max=noise_sigma_max)
-    encoder, hist = pretrain_moco(pool, cfg, out / "moco_ckpt.pt", log)
+                         noise_sigma_max=noise_sigma_max, warmup_steps=warmup_steps)
+    encoder, hist = pretrain_moco(pool, cfg, out / "moco_ckpt.pt", log, init_encoder)
     if ranker and (out / "particle_ranker_cpu.pt").exists():
         (out / "particle_ranker_cpu.pt").unlink()  # stale: made from the previous encoder
     arch = dict(VIT2D_CONFIGS[cfg.model])
     meta = {"densities": list(PRETRAIN_DENSITIES), "n_images": int(pool.shape[0]),
             "steps": hist["steps_done"], "pretrain_config": asdict(cfg),
+            "init_encoder": str(init_encoder) if init_encoder is not None else None,
             "moco_wall_s_last_session": round(hist["wall_s"], 1),
             "samples_per_s": round(hist["samples_per_s"], 1),
             "final_loss": hist["loss"][-1] if hist["loss"] else None,
