@@ -13,8 +13,8 @@ other half; pose accuracy is computed per structure and averaged.
 Learned features are class-token features averaged over 8 in-plane rotations (45° steps, the
 default of ``cryoframe particles embed``; the pose labels ignore the in-plane angle), for the
 pretrained and the random encoder alike; single-pass figures of the pretrained encoder are in
-``details``. Same-run references: rotation-invariant features (radial power spectrum, radial profile,
-intensity percentiles) with the same k-NN, and a randomly initialised encoder of the same
+``details``. Same-run references: rotation-invariant features (radial power spectrum, radial
+profile, intensity percentiles) with the same k-NN, and a randomly initialised encoder of the same
 architecture. All feature sets are z-scored with the statistics of the training half; learned
 features use cosine distance, hand-made ones Euclidean (unstandardised learned-feature figures
 are in ``details``). Paper (Cryo-IEF, its own simulated data, SNR 0.005 in

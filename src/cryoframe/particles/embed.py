@@ -27,7 +27,8 @@ __all__ = ["shipped_weights", "save_checkpoint", "load_checkpoint", "load_encode
 #: averaging over the rotation group also averages the noise of the eight passes.
 DEFAULT_IN_PLANE_ROTATIONS = 8
 
-from cryoframe.train.particle_loop import ENCODER_FORMAT, RANKER_FORMAT, save_checkpoint
+from cryoframe.train.particle_loop import (ENCODER_FORMAT, RANKER_FORMAT, encoder_state,
+                                           save_checkpoint)
 
 
 def shipped_weights(kind: str = "encoder") -> Path:
@@ -68,11 +69,7 @@ def load_encoder(path: str | Path | None = None) -> ViT2d:
     """Encoder (eval mode) from an encoder or ranker checkpoint (default: shipped encoder)."""
     ckpt = load_checkpoint(path, "encoder")
     model = _encoder_from(ckpt)
-    state = ckpt["state_dict"]
-    if ckpt["format"] == RANKER_FORMAT:
-        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    state = {k: v for k, v in state.items() if not k.startswith("head.")}
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(encoder_state(ckpt), strict=True)
     return model.eval()
 
 

@@ -35,8 +35,8 @@ from cryoframe.train.schedules import warmup_cosine
 
 __all__ = ["PRETRAIN_DENSITIES", "BENCHMARK_DENSITIES", "PretrainConfig", "RankerConfig",
            "simulate_pretraining_pool", "simulate_ranking_pool", "pretrain_moco",
-           "finetune_ranker", "save_checkpoint", "run_pretraining", "ENCODER_FORMAT",
-           "RANKER_FORMAT"]
+           "finetune_ranker", "save_checkpoint", "run_pretraining", "encoder_state",
+           "ENCODER_FORMAT", "RANKER_FORMAT"]
 
 ENCODER_FORMAT = "cryoframe-particle-encoder-v1"
 RANKER_FORMAT = "cryoframe-particle-ranker-v1"
@@ -192,6 +192,14 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
         torch.save(payload, tmp)
 
 
+def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The encoder weights of an encoder or ranker checkpoint dict (any head dropped)."""
+    state = ckpt["state_dict"]
+    if ckpt["format"] == RANKER_FORMAT:
+        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+    return {k: v for k, v in state.items() if not k.startswith("head.")}
+
+
 def _load_init_encoder(encoder: ViT2d, path: str | Path) -> None:
     """Load the weights of an encoder (or ranker) checkpoint into ``encoder`` (same config)."""
     from cryoframe._errors import InputError
@@ -199,17 +207,13 @@ def _load_init_encoder(encoder: ViT2d, path: str | Path) -> None:
     p = Path(path)
     if not p.exists():
         raise InputError("initial encoder not found", file=p, field="init_encoder",
-                         expected="an encoder checkpoint (e.g. cryoframe/weights/particle_vit_cpu.pt)")
+                         expected="an encoder checkpoint (e.g. the shipped particle_vit_cpu.pt)")
     ckpt = torch.load(p, map_location="cpu", weights_only=True)
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (ENCODER_FORMAT, RANKER_FORMAT):
         raise InputError("not a cryoframe particle checkpoint", file=p, field="format",
                          expected=f"'{ENCODER_FORMAT}' or '{RANKER_FORMAT}'")
-    state = ckpt["state_dict"]
-    if ckpt["format"] == RANKER_FORMAT:
-        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    state = {k: v for k, v in state.items() if not k.startswith("head.")}
     try:
-        encoder.load_state_dict(state, strict=True)
+        encoder.load_state_dict(encoder_state(ckpt), strict=True)
     except RuntimeError as exc:
         raise InputError(f"encoder weights do not fit this model ({str(exc)[:100]})", file=p,
                          field="config", expected="a checkpoint of the same ViT configuration"
