@@ -5,7 +5,8 @@ Usage::
     python benchmarks/experiments/adk_hetero_ablation.py NAME [key=value ...] [--out FILE]
 
 Keys: ``traj`` (adk_dims2), ``nper`` images per frame (2), ``box`` (64), ``px`` Å/px (2.0),
-``seed`` (0); GNN-only decoder changes ``gain0`` (initial residual gains, 0), ``erelu`` (1: ReLU
+``seed`` (0), ``dose`` e/Å² (100; 1e8 is noiseless), ``fit_noise_std`` (the noise σ the data
+term is normalised by; default the simulation's); GNN-only decoder changes ``gain0`` (initial residual gains, 0), ``erelu`` (1: ReLU
 after the embedding), ``ebias`` (initial embedding bias, 0); ``unit`` (displacement output unit in
 Å for both decoders, 10); any other key is a :class:`cryoframe.hetero.train.TrainConfig` field
 (e.g. ``decoder=mlp``, ``epochs=80``, ``poses=esl``). Other settings are the full adk-hetero
@@ -46,6 +47,7 @@ def opt(key, default, cast=float):
 
 traj, nper = opt("traj", "adk_dims2", str), opt("nper", 2, int)
 box, px, seed = opt("box", 64, int), opt("px", 2.0), opt("seed", 0, int)
+dose, fit_noise_std = opt("dose", 100.0), opt("fit_noise_std", None)
 unit, gain0 = opt("unit", 10.0), opt("gain0", 0.0)
 erelu, ebias = opt("erelu", 0, int), opt("ebias", 0.0)
 cfg_kw = {}
@@ -84,15 +86,15 @@ train.make_decoder = _make_decoder  # the training loop builds its decoder throu
 template = load_template(structure_path("1AKE"), "A")
 ens = load_ensemble(*trajectory_paths(traj), template)
 graph = build_backbone_graph(template.backbone_zyx_angstrom, template.residue_names)
-imaging = ImagingConfig(box_px=box, pixel_size_angstrom=px)
+imaging = ImagingConfig(box_px=box, pixel_size_angstrom=px, dose_e_per_angstrom2=dose)
 data = simulate_images(ens, nper, imaging, seed=seed)
 truth = torch.as_tensor(ens.ca_zyx_angstrom)[data.conformation]
 cfg = TrainConfig(**{"batch_size": 8, "epochs": 40, "log_rmsd_every": 5, "seed": seed,
                      "esl_grid_step_deg": 10.0, "esl_coarse_step_deg": 30.0,
                      "esl_search_every": 8, "esl_data_bin": 2, **cfg_kw})
 t0 = time.time()
-res = train_autodecoder(data.images, data.defocus_angstrom, data.noise_std, imaging, template,
-                        graph, cfg, rotations=data.rotations if cfg.poses == "known" else None,
+res = train_autodecoder(data.images, data.defocus_angstrom, fit_noise_std or data.noise_std,
+                        imaging, template, graph, cfg, rotations=data.rotations if cfg.poses == "known" else None,
                         ground_truth_ca=truth, show_progress=False)
 row = {"name": name, "args": argv[1:], "rmsd": float(res.rmsd_angstrom.mean()),
        "wall_s": round(time.time() - t0, 1), "snr": data.snr,
