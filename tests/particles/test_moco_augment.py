@@ -79,5 +79,5 @@ def test_pretrain_from_an_earlier_encoder(tmp_path):
     assert hist["steps_done"] == 1
     for (name, a), b in zip(start.state_dict().items(), enc.state_dict().values()):
         assert torch.equal(a, b), name  # lr 0: still the initial encoder
-    with pytest.raises(InputError, match="initial encoder not found"):
+    with pytest.raises(InputError, match="'init_encoder': weights file not found"):
         pretrain_moco(images, cfg, tmp_path / "other.pt", init_encoder=tmp_path / "none.pt")

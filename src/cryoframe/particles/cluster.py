@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cryoframe._errors import InputError
+from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS
 
 __all__ = ["kmeans_pp", "knn_accuracy", "cluster_star", "CLUSTER_COLUMN"]
 
@@ -97,11 +98,10 @@ def knn_accuracy(features, labels, k: int = 1, test_fraction: float = 0.5, seed:
 def cluster_star(star: str | Path, n_clusters: int, out: str | Path | None = None,
                  weights: str | Path | None = None, seed: int = 0, phase_flip: bool = False,
                  contrast: str = "auto", progress: bool = True,
-                 in_plane_rotations: int | None = None) -> dict:
+                 in_plane_rotations: int = DEFAULT_IN_PLANE_ROTATIONS) -> dict:
     """Embed the particles of a STAR file and cluster them by pose (k-means++ on features).
 
-    Features are averaged over ``in_plane_rotations`` in-plane rotations (default
-    :data:`cryoframe.particles.embed.DEFAULT_IN_PLANE_ROTATIONS`), so clusters follow the
+    Features are averaged over ``in_plane_rotations`` in-plane rotations, so clusters follow the
     viewing direction, not the in-plane angle.
 
     Writes the STAR with ``rlnClassNumber`` = cluster + 1 (default ``<stem>_clusters.star``).
@@ -114,7 +114,7 @@ def cluster_star(star: str | Path, n_clusters: int, out: str | Path | None = Non
     import torch
 
     from cryoframe.io.star import write_particles
-    from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS, embed_images, load_encoder
+    from cryoframe.particles.embed import embed_images, load_encoder
     from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
     model = load_encoder(weights)
@@ -124,9 +124,8 @@ def cluster_star(star: str | Path, n_clusters: int, out: str | Path | None = Non
                          expected=f"at most {len(table)}")
     feats = torch.zeros(len(table), model.embed_dim)
     for b, _ in iter_oriented_batches(table, contrast, 512, model.img_size, phase_flip):
-        feats[torch.as_tensor(b.rows)] = embed_images(
-            model, b.images, progress=False,
-            in_plane_rotations=in_plane_rotations or DEFAULT_IN_PLANE_ROTATIONS)
+        feats[torch.as_tensor(b.rows)] = embed_images(model, b.images, progress=False,
+                                                      in_plane_rotations=in_plane_rotations)
     labels, _ = kmeans_pp(feats.numpy(), n_clusters, seed=seed)
     df = table.particles.copy()
     df[CLUSTER_COLUMN] = labels + 1

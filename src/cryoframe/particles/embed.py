@@ -27,7 +27,7 @@ __all__ = ["shipped_weights", "save_checkpoint", "load_checkpoint", "load_encode
 #: averaging over the rotation group also averages the noise of the eight passes.
 DEFAULT_IN_PLANE_ROTATIONS = 8
 
-from cryoframe.train.particle_loop import (ENCODER_FORMAT, RANKER_FORMAT, encoder_state,
+from cryoframe.train.particle_loop import (encoder_state, read_checkpoint,
                                            save_checkpoint)
 
 
@@ -42,21 +42,7 @@ def shipped_weights(kind: str = "encoder") -> Path:
 
 def load_checkpoint(path: str | Path | None, kind: str = "encoder") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (default: the shipped one)."""
-    p = Path(path) if path is not None else shipped_weights(kind)
-    if not p.exists():
-        raise InputError("weights file not found", file=p, field="weights",
-                         expected="a checkpoint from `cryoframe particles pretrain` (or the "
-                         "shipped cryoframe/weights files)")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise InputError(f"cannot read checkpoint ({type(exc).__name__})", file=p,
-                         field="weights", expected="a cryoframe particle checkpoint") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (ENCODER_FORMAT, RANKER_FORMAT):
-        raise InputError("not a cryoframe particle checkpoint", file=p, field="format",
-                         expected=f"'{ENCODER_FORMAT}' or '{RANKER_FORMAT}'")
-    ckpt["path"] = str(p)
-    return ckpt
+    return read_checkpoint(path if path is not None else shipped_weights(kind))
 
 
 def _encoder_from(ckpt: dict[str, Any]) -> ViT2d:

@@ -39,7 +39,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 def load_ranker(path: str | Path | None = None, int8: bool = False) -> ParticleRanker:
     """Ranker (eval mode) from a ranker checkpoint (default: the shipped one); ``int8`` applies
     :func:`quantize_int8`."""
-    from cryoframe.particles.embed import RANKER_FORMAT, _encoder_from, load_checkpoint
+    from cryoframe.particles.embed import _encoder_from, load_checkpoint
+    from cryoframe.train.particle_loop import RANKER_FORMAT
 
     ckpt = load_checkpoint(path, "ranker")
     if ckpt["format"] != RANKER_FORMAT:

@@ -35,7 +35,7 @@ from cryoframe.train.schedules import warmup_cosine
 
 __all__ = ["PRETRAIN_DENSITIES", "BENCHMARK_DENSITIES", "PretrainConfig", "RankerConfig",
            "simulate_pretraining_pool", "simulate_ranking_pool", "pretrain_moco",
-           "finetune_ranker", "save_checkpoint", "run_pretraining", "encoder_state",
+           "finetune_ranker", "save_checkpoint", "run_pretraining", "encoder_state", "read_checkpoint",
            "ENCODER_FORMAT", "RANKER_FORMAT"]
 
 ENCODER_FORMAT = "cryoframe-particle-encoder-v1"
@@ -200,24 +200,39 @@ def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith("head.")}
 
 
-def _load_init_encoder(encoder: ViT2d, path: str | Path) -> None:
-    """Load the weights of an encoder (or ranker) checkpoint into ``encoder`` (same config)."""
+def read_checkpoint(path: str | Path, field: str = "weights") -> dict[str, Any]:
+    """Read and validate a particle encoder / ranker checkpoint; bad files raise
+    :class:`InputError` naming the file and ``field`` (the option that pointed at it)."""
     from cryoframe._errors import InputError
 
     p = Path(path)
     if not p.exists():
-        raise InputError("initial encoder not found", file=p, field="init_encoder",
-                         expected="an encoder checkpoint (e.g. the shipped particle_vit_cpu.pt)")
-    ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        raise InputError("weights file not found", file=p, field=field,
+                         expected="a checkpoint from `cryoframe particles pretrain` (or the "
+                         "shipped cryoframe/weights files)")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise InputError(f"cannot read checkpoint ({type(exc).__name__})", file=p,
+                         field=field, expected="a cryoframe particle checkpoint") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") not in (ENCODER_FORMAT, RANKER_FORMAT):
         raise InputError("not a cryoframe particle checkpoint", file=p, field="format",
                          expected=f"'{ENCODER_FORMAT}' or '{RANKER_FORMAT}'")
+    ckpt["path"] = str(p)
+    return ckpt
+
+
+def _load_init_encoder(encoder: ViT2d, path: str | Path) -> None:
+    """Load the weights of an encoder (or ranker) checkpoint into ``encoder`` (same config)."""
+    from cryoframe._errors import InputError
+
+    ckpt = read_checkpoint(path, field="init_encoder")
     try:
         encoder.load_state_dict(encoder_state(ckpt), strict=True)
     except RuntimeError as exc:
-        raise InputError(f"encoder weights do not fit this model ({str(exc)[:100]})", file=p,
-                         field="config", expected="a checkpoint of the same ViT configuration"
-                         ) from None
+        raise InputError(f"encoder weights do not fit this model ({str(exc)[:100]})",
+                         file=path, field="config",
+                         expected="a checkpoint of the same ViT configuration") from None
 
 
 def pretrain_moco(
