@@ -8,6 +8,8 @@ Registered configurations:
   (≈ 17× faster than 512 tokens and head dim 16 instead of 15, DESIGN.md measurements).
 - ``vit_cpu``: plain ViT of the same size as ``apt_vit_cpu`` (reference without APT).
 - ``apt_pair_cpu`` / ``apt_pair_paper``: the pair encoder of §3.1 at those sizes.
+- ``cnn3d_cpu``: residual 3D CNN encoder (stem 16, stages 32/64/128; 192 features), the
+  CPU-efficient backbone trained beside APT-ViT with the same budget.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from torch import nn
 
 from cryoframe._errors import InputError
+from cryoframe.models.cnn3d import CNN3dEncoder
 from cryoframe.models.pair import APTPairEncoder
 from cryoframe.models.vit3d import APTViT3d, ViT3d
 
@@ -32,6 +35,7 @@ MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "vit_cpu": dict(patch_size=8, embed_dim=128, depth=4, num_heads=8),
     "apt_pair_paper": dict(patch_size=4, embed_dim=120, depth=4, num_heads=8),
     "apt_pair_cpu": dict(patch_size=8, embed_dim=128, depth=4, num_heads=8),
+    "cnn3d_cpu": dict(width=16),
 }
 
 
@@ -61,5 +65,6 @@ def _factory(cls: type[nn.Module], name: str) -> Callable[..., nn.Module]:
 
 
 for _name, _cls in [("apt_vit_paper", APTViT3d), ("apt_vit_cpu", APTViT3d), ("vit_cpu", ViT3d),
-                    ("apt_pair_paper", APTPairEncoder), ("apt_pair_cpu", APTPairEncoder)]:
+                    ("apt_pair_paper", APTPairEncoder), ("apt_pair_cpu", APTPairEncoder),
+                    ("cnn3d_cpu", CNN3dEncoder)]:
     register_model(_name, _factory(_cls, _name))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cryoframe.geometry.euler import relion_euler_to_matrix
@@ -19,7 +21,7 @@ from cryoframe.geometry.rotations import rot6d_to_matrix, svd_orthogonalize
 
 __all__ = [
     "MLP3", "ClassificationHead", "TransformHead", "ROTATION_DIMS", "params_to_matrix",
-    "rotation_loss",
+    "rotation_loss", "CosineClassifier",
 ]
 
 RotationRepr = Literal["euler", "6d", "9d"]
@@ -106,3 +108,32 @@ def params_to_matrix(params: Tensor, rotation: RotationRepr) -> Tensor:
 def rotation_loss(pred: Tensor, target: Tensor) -> Tensor:
     """Mean squared Frobenius distance ``‖R̂ − R‖_F²`` (= 8 sin²(θ/2)), smooth and bounded."""
     return ((pred - target) ** 2).sum(dim=(-2, -1)).mean()
+
+
+class CosineClassifier(nn.Module):
+    """Normalised-softmax classifier with an additive cosine margin (CosFace).
+
+    ``logits = s · (cos(w_c, z) − m·[c = y])``: classes are compared by angle only, so the
+    embedding learns a metric (what a k-NN or linear probe on unseen classes uses) rather than
+    feature norms. ``m`` is applied only when labels are given (training).
+
+    Parameters
+    ----------
+    in_features, n_classes : int
+        Embedding width and number of classes.
+    scale, margin : float
+        ``s`` and ``m``.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, scale: float = 16.0,
+                 margin: float = 0.1) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_classes, in_features) / math.sqrt(in_features))
+        self.scale, self.margin = float(scale), float(margin)
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """`(B, F)` embeddings (+ `(B,)` labels) → `(B, n_classes)` logits."""
+        cos = F.normalize(z, dim=-1) @ F.normalize(self.weight, dim=-1).T
+        if labels is not None and self.margin:
+            cos = cos - self.margin * F.one_hot(labels, cos.shape[-1]).to(cos.dtype)
+        return self.scale * cos

@@ -16,7 +16,10 @@ from cryoframe._errors import InputError
 from cryoframe.models.pair import APTPairEncoder
 
 __all__ = ["SHIPPED_WEIGHTS", "shipped_weights_path", "load_pair_encoder",
-           "load_pair_encoder_file"]
+           "load_pair_encoder_file", "ENCODER_FORMAT", "save_encoder_file", "load_encoder_file"]
+
+#: Format tag of single-volume encoder files (any registry backbone).
+ENCODER_FORMAT = "cryoframe.encoder/1"
 
 #: File name of the shipped encoder weights inside ``cryoframe/weights``.
 SHIPPED_WEIGHTS = "apt_vit_cpu.pt"
@@ -48,3 +51,45 @@ def load_pair_encoder_file(path: str | Path) -> tuple[APTPairEncoder, dict]:
 def load_pair_encoder() -> APTPairEncoder:
     """The shipped NRCL-pretrained pair encoder (evaluation mode)."""
     return load_pair_encoder_file(shipped_weights_path())[0]
+
+
+def save_encoder_file(path: str | Path, encoder: torch.nn.Module, model_name: str,
+                      overrides: dict, meta: dict) -> None:
+    """Write an encoder (registry name + overrides + weights + provenance) atomically."""
+    from cryoframe._atomic import atomic_path
+
+    blob = {"format": ENCODER_FORMAT, "model": model_name, "overrides": dict(overrides),
+            "state_dict": encoder.state_dict(), "meta": dict(meta)}
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def load_encoder_file(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild an encoder written by :func:`save_encoder_file`; returns ``(encoder, meta)``.
+
+    Older pair-encoder files (``cryoframe pretrain`` NRCL) are accepted too.
+    """
+    import pickle
+
+    from cryoframe.models._registry import create_model
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("weights file not found", file=p, expected="an encoder.pt file")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise InputError(f"not a torch weights file ({exc})", file=p,
+                         expected="an encoder.pt written by cryoframe") from None
+    if not isinstance(blob, dict) or blob.get("format") != ENCODER_FORMAT:
+        if isinstance(blob, dict) and "config" in blob and "state_dict" in blob:
+            return load_pair_encoder_file(p)
+        raise InputError("not an encoder weights file", file=p, field="format",
+                         expected=ENCODER_FORMAT)
+    try:
+        enc = create_model(blob["model"], **blob["overrides"])
+        enc.load_state_dict(blob["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"encoder weights do not match their model ({exc})", file=p,
+                         field="state_dict", expected=f"weights of {blob.get('model')}") from None
+    return enc.eval(), {"model": blob["model"], **dict(blob.get("meta", {}))}

@@ -1,0 +1,120 @@
+"""Labelled subtomograms made on the fly like the full tilt-series path, for encoder training.
+
+Each batch is a function of ``(seed, step)`` only (a resumed run sees the batches it would have
+seen): classes uniform over the bank, uniform SO(3) poses, sub-voxel centre offsets, the fast
+path's wedge and WBP transfer (:class:`~cryoframe.simulate.fastpath.FastSubtomogramSimulator`),
+a per-tilt ``|CTF|`` with fresh defoci and WBP-coloured noise
+(:mod:`cryoframe.simulate.tilt_matched`), combined at a per-sample SNR exactly as SUB5 combines
+its signal and noise parts (:func:`cryoframe.simulate.noise.combine_signal_noise`).
+
+SNR schedule (curriculum): a fraction ``clean_fraction`` of each batch is at SNR 100 (the clean
+pool of the classification protocol), the rest log-uniform in ``[snr_low(step), snr_high]`` where
+``snr_low`` falls geometrically from ``snr_start`` to ``snr_end`` over ``curriculum_steps``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cryoframe.geometry.rotations import random_rotations
+from cryoframe.simulate.class_bank import ClassBank
+from cryoframe.simulate.fastpath import FastSubtomogramSimulator
+from cryoframe.simulate.noise import combine_signal_noise
+from cryoframe.simulate.tilt_matched import (TiltGeometry, coloured_noise, draw_defocus_angstrom,
+                                             tilt_ctf_magnitude_rfft, wbp_noise_psd_rfft)
+from cryoframe.train.augment3d import standardize
+
+__all__ = ["SNRSchedule", "TiltMatchedSource"]
+
+
+class SNRSchedule:
+    """Per-sample SNRs of a batch (module docstring)."""
+
+    def __init__(self, snr_start: float = 0.1, snr_end: float = 0.005, snr_high: float = 0.5,
+                 curriculum_steps: int = 2000, clean_fraction: float = 0.15) -> None:
+        self.snr_start, self.snr_end, self.snr_high = snr_start, snr_end, snr_high
+        self.curriculum_steps = max(int(curriculum_steps), 1)
+        self.clean_fraction = clean_fraction
+
+    def low(self, step: int) -> float:
+        """Lowest SNR drawn at ``step``."""
+        t = min(step / self.curriculum_steps, 1.0)
+        return math.exp(math.log(self.snr_start) + t * (math.log(self.snr_end)
+                                                         - math.log(self.snr_start)))
+
+    def draw(self, n: int, step: int, generator: torch.Generator) -> Tensor:
+        """`(n,)` SNRs."""
+        lo, hi = math.log(self.low(step)), math.log(self.snr_high)
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
+        snr = torch.exp(lo + u * (hi - lo))
+        clean = torch.rand(n, generator=generator) < self.clean_fraction
+        return torch.where(clean, torch.full_like(snr, 100.0), snr)
+
+
+class TiltMatchedSource:
+    """On-the-fly labelled subtomograms of a :class:`~cryoframe.simulate.class_bank.ClassBank`.
+
+    Parameters
+    ----------
+    bank : ClassBank
+        Class densities (label = index).
+    box_px : int
+        Subtomogram edge.
+    geometry : TiltGeometry
+        Tilt range, CTF and voxel size of the imitated full path.
+    offset_max_px : float
+        Uniform sub-voxel picking error per axis (voxels).
+    seed : int
+        Data seed.
+    """
+
+    def __init__(self, bank: ClassBank, box_px: int = 32, geometry: TiltGeometry | None = None,
+                 offset_max_px: float = 1.0, seed: int = 0) -> None:
+        self.bank = bank
+        self.box = int(box_px)
+        self.geometry = geometry or TiltGeometry()
+        g = self.geometry
+        self.sim = FastSubtomogramSimulator(bank.densities, self.box, g.tilt_min_deg,
+                                            g.tilt_max_deg, wbp_weighting=True,
+                                            voxel_size_angstrom=g.voxel_size_angstrom)
+        self.psd = wbp_noise_psd_rfft(self.box, g)
+        self.offset_max_px = float(offset_max_px)
+        self.seed = int(seed)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return len(self.bank)
+
+    def generator(self, step: int, stream: int = 0) -> torch.Generator:
+        """The generator of batch ``step`` (independent streams per ``stream``)."""
+        s = int(np.random.default_rng([self.seed, int(step), int(stream), 31]).integers(2**62))
+        return torch.Generator().manual_seed(s)
+
+    def signal_noise(self, class_ids: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Signal and unit coloured noise `(n, L, L, L)` for the given classes."""
+        n = len(class_ids)
+        R = random_rotations(n, generator=generator, dtype=torch.float64).float()
+        off = (torch.rand((n, 3), generator=generator) * 2 - 1) * self.offset_max_px
+        clean = self.sim.simulate(class_ids.numpy(), R, off)
+        L = self.box
+        defocus = draw_defocus_angstrom(n, self.geometry, generator)
+        ctf = tilt_ctf_magnitude_rfft(L, self.geometry, defocus)
+        signal = torch.fft.irfftn(torch.fft.rfftn(clean, dim=(-3, -2, -1)) * ctf,
+                                  s=(L, L, L), dim=(-3, -2, -1))
+        return signal, coloured_noise(n, self.psd, generator)
+
+    def batch(self, step: int, batch_size: int, schedule: SNRSchedule,
+              stream: int = 0) -> dict[str, Tensor]:
+        """Standardised noisy volumes `(B, L, L, L)`, labels `(B,)` and SNRs `(B,)`."""
+        gen = self.generator(step, stream)
+        labels = torch.randint(0, self.n_classes, (batch_size,), generator=gen)
+        signal, noise = self.signal_noise(labels, gen)
+        snr = schedule.draw(batch_size, step, gen)
+        vols = torch.stack([combine_signal_noise(signal[i:i + 1], noise[i:i + 1], float(s))[0]
+                            for i, s in enumerate(snr.tolist())])
+        return {"volumes": standardize(vols), "labels": labels, "snr": snr.float()}
