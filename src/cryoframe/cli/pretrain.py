@@ -1,7 +1,12 @@
-"""``cryoframe pretrain --config cfg.yaml``: NRCL pretraining of the APT-ViT pair encoder.
+"""``cryoframe pretrain --config cfg.yaml``: pretraining of a subtomogram encoder.
 
-YAML (keys of :class:`cryoframe.train.loop.PretrainConfig`) → flag overrides → one call to
-:func:`cryoframe.train.loop.run_pretrain`. Re-running the same command resumes from the run
+``--objective nrcl`` (default): NRCL of the APT-ViT pair encoder; YAML keys of
+:class:`cryoframe.train.loop.PretrainConfig` → flag overrides → one call to
+:func:`cryoframe.train.loop.run_pretrain`. ``--objective supervised``: metric pretraining of any
+registry backbone on the simulator's class labels (:mod:`cryoframe.train.supervised`, keys of
+:class:`~cryoframe.train.supervised.SupervisedConfig`; the shipped encoder was made this way, its
+config is ``benchmarks/runs/cnn3d_supervised/config.yaml``); ``--max-steps`` trains that many more
+steps and stops, so one run can continue across sessions from its committed checkpoint. Re-running the same command resumes from the run
 folder's ``checkpoint.pt``. Under ``torchrun --nproc_per_node N`` each process trains on its own
 slice of every epoch (gloo on CPU, NCCL on GPU).
 """
@@ -27,9 +32,25 @@ def register(app: typer.Typer) -> None:
         max_wall_s: float = typer.Option(None, "--max-wall-s", help="Stop after this wall time."),
         seed: int = typer.Option(None, "--seed", help="Run seed."),
         store: Path = typer.Option(None, "--store", help="Train from this CryoEngine store."),
+        objective: str = typer.Option("nrcl", "--objective",
+                                      help="nrcl (APT-ViT pair encoder) or supervised."),
+        max_steps: int = typer.Option(None, "--max-steps",
+                                      help="supervised: train at most this many more steps."),
     ) -> None:
-        """Pretrain with NRCL (resumes automatically from OUT/checkpoint.pt)."""
+        """Pretrain an encoder (resumes automatically from OUT/checkpoint.pt).
+
+        Example: ``cryoframe pretrain --objective supervised -c config.yaml --out run/``
+        """
         from rich.console import Console
+
+        if objective == "supervised":
+            _supervised(config, out, steps, batch_size, lr, threads, seed, max_steps)
+            return
+        if objective != "nrcl":
+            from cryoframe._errors import InputError
+
+            raise InputError(f"unknown objective '{objective}'", field="--objective",
+                             expected="nrcl or supervised")
 
         from cryoframe.train.loop import load_pretrain_config, run_pretrain
 
@@ -44,3 +65,19 @@ def register(app: typer.Typer) -> None:
             f"{summary['samples_per_s']:.2f} samples/s "
             f"(network only {summary['net_samples_per_s']:.2f}), "
             f"k-NN {summary.get('knn_acc', float('nan')):.1f} %, encoder: {out / 'encoder.pt'}")
+
+
+def _supervised(config: Path | None, out: Path, steps, batch_size, lr, threads, seed,
+                max_steps) -> None:
+    import torch
+    from rich.console import Console
+
+    from cryoframe._config import load_config
+    from cryoframe.train.supervised import SupervisedConfig, run_supervised
+
+    cfg = load_config(SupervisedConfig, config, steps=steps, batch_size=batch_size, lr=lr,
+                      seed=seed)
+    torch.set_num_threads(int(threads or 1))
+    console = Console(stderr=True)
+    path = run_supervised(cfg, out, max_steps=max_steps, progress=console.print)
+    Console().print(f"encoder: {path}")

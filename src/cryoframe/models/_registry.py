@@ -5,10 +5,13 @@ Registered configurations:
 - ``apt_vit_paper``: the paper's size (embedding 120, 4 blocks, 8 heads of 15, patch 4 → 512
   tokens on 32³) — faithful but slow on CPU (≈ 19 samples/s training, DESIGN.md).
 - ``apt_vit_cpu``: the CPU default, embedding 128, 4 blocks, 8 heads of 16, patch 8 → 64 tokens
-  (≈ 17× faster than 512 tokens and head dim 16 instead of 15, DESIGN.md measurements).
+  (≈ 17× faster than 512 tokens and head dim 16 instead of 15, DESIGN.md measurements); phase
+  selection by the centroid score alone (:mod:`cryoframe.models.phase_prior`): the learned
+  steerable score measured 73 % of a training step on 2 CPU threads' worth of one core, the
+  centroid score 4 % (``selector_share`` in the encoder-probe suite).
 - ``vit_cpu``: plain ViT of the same size as ``apt_vit_cpu`` (reference without APT).
 - ``apt_pair_cpu`` / ``apt_pair_paper``: the pair encoder of §3.1 at those sizes.
-- ``cnn3d_cpu``: residual 3D CNN encoder (stem 16, stages 32/64/128; 192 features), the
+- ``cnn3d_cpu``: residual 3D CNN encoder (stem 12, stages 24/48/96; 144 features, ≈ 170 M multiply-adds per 32³ volume), the
   CPU-efficient backbone trained beside APT-ViT with the same budget.
 """
 
@@ -31,11 +34,12 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 #: Keyword arguments of each registered configuration.
 MODEL_CONFIGS: dict[str, dict[str, Any]] = {
     "apt_vit_paper": dict(patch_size=4, embed_dim=120, depth=4, num_heads=8),
-    "apt_vit_cpu": dict(patch_size=8, embed_dim=128, depth=4, num_heads=8),
+    "apt_vit_cpu": dict(patch_size=8, embed_dim=128, depth=4, num_heads=8,
+                        selector_learned=False),
     "vit_cpu": dict(patch_size=8, embed_dim=128, depth=4, num_heads=8),
     "apt_pair_paper": dict(patch_size=4, embed_dim=120, depth=4, num_heads=8),
     "apt_pair_cpu": dict(patch_size=8, embed_dim=128, depth=4, num_heads=8),
-    "cnn3d_cpu": dict(width=16),
+    "cnn3d_cpu": dict(width=12),
 }
 
 

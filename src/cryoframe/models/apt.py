@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cryoframe.models.phase_prior import CentroidPhasePrior
 from cryoframe.models.polyphase import check_divisible, patchify, phase_offsets, roll_to_phase
 from cryoframe.models.steerable import PhaseSelector
 
@@ -66,12 +67,22 @@ class APTEmbed(nn.Module):
     temperature : float
         Gumbel-softmax temperature ``t`` used in training mode.
     selector_scalar, selector_vector, selector_tensor : int
-        Multiplicities of the ``0e``/``1o``/``2e`` steerable filters of the selector.
+        Multiplicities of the ``0e``/``1o``/``2e`` steerable filters of the learned selector.
+    prior_gain : float
+        Weight ``κ`` of the centroid phase score
+        (:class:`~cryoframe.models.phase_prior.CentroidPhasePrior`); 0 disables it.
+    selector_learned : bool
+        Add the learned steerable score f_θ (z-scored over phases, times ``learned_gain``).
+        Its raw logits are nearly flat (std ≈ 0.005 over 512 phases), so alone it cannot
+        select; as a residual on the prior it can move the choice where training finds it useful.
+    learned_gain : float
+        Scale of the z-scored learned score.
     """
 
     def __init__(self, volume_size: int = 32, patch_size: int = 8, in_channels: int = 1,
                  embed_dim: int = 128, temperature: float = 1.0, selector_scalar: int = 2,
-                 selector_vector: int = 1, selector_tensor: int = 1) -> None:
+                 selector_vector: int = 1, selector_tensor: int = 1, prior_gain: float = 4.0,
+                 selector_learned: bool = True, learned_gain: float = 0.5) -> None:
         super().__init__()
         self.volume_size = int(volume_size)
         self.patch = (int(patch_size),) * 3
@@ -79,8 +90,14 @@ class APTEmbed(nn.Module):
         self.grid = tuple(self.volume_size // s for s in self.patch)
         self.in_channels = in_channels
         self.temperature = float(temperature)
+        if not selector_learned and prior_gain <= 0:
+            raise ValueError("APTEmbed needs the centroid prior, the learned selector or both")
+        self.prior_gain = float(prior_gain)
+        self.learned_gain = float(learned_gain)
+        self.prior = CentroidPhasePrior(self.patch) if prior_gain > 0 else None
         self.selector = PhaseSelector(self.patch, in_channels, n_scalar=selector_scalar,
-                                      n_vector=selector_vector, n_tensor=selector_tensor)
+                                      n_vector=selector_vector,
+                                      n_tensor=selector_tensor) if selector_learned else None
         self.proj = nn.Linear(in_channels * patch_size**3, embed_dim)
         self.register_buffer("offsets", phase_offsets(self.patch), persistent=False)
 
@@ -111,6 +128,17 @@ class APTEmbed(nn.Module):
             phase = logits.argmax(dim=-1)
         return phase, torch.ones(phase.shape, dtype=logits.dtype, device=logits.device)
 
+    def phase_logits(self, x: Tensor) -> Tensor:
+        """`(B, C, D, H, W)` → `(B, n_phases)` selection logits: ``κ·prior + g·z(f_θ)``."""
+        out = 0.0
+        if self.prior is not None:
+            out = self.prior_gain * self.prior(x)
+        if self.selector is not None:
+            raw = self.selector(x)
+            sd = raw.std(dim=-1, keepdim=True).clamp_min(1e-6)
+            out = out + self.learned_gain * (raw - raw.mean(dim=-1, keepdim=True)) / sd
+        return out
+
     def forward(self, x: Tensor) -> APTOutput:
         """Tokenise volumes on their selected phase.
 
@@ -122,7 +150,7 @@ class APTEmbed(nn.Module):
         expected = (self.in_channels, self.volume_size, self.volume_size, self.volume_size)
         if x.ndim != 5 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"APTEmbed expects (B, {expected}) volumes, got {tuple(x.shape)}")
-        logits = self.selector(x)  # (B, P)
+        logits = self.phase_logits(x)  # (B, P)
         phase, weight = self.select(logits)
         rolled = roll_to_phase(x, self.offsets[phase])  # (B, C, D, H, W)
         patches = patchify(rolled, self.patch)  # (B, N, C s³)

@@ -1,5 +1,8 @@
 """Encoder weights shipped with the package (``cryoframe/weights/``, see MODEL_CARD.md there).
 
+``load_encoder()`` returns the shipped single-subtomogram encoder (:data:`SHIPPED_ENCODER`, the
+one that won the probe on unseen structures) for embedding, classification and clustering;
+:func:`load_encoder_file` reads any encoder file (format tag :data:`ENCODER_FORMAT`).
 ``load_pair_encoder()`` returns the NRCL-pretrained :class:`~cryoframe.models.pair.APTPairEncoder`
 in evaluation mode; :func:`load_pair_encoder_file` reads any file written by
 ``cryoframe pretrain`` (``encoder.pt``: ``{"config", "state_dict", "meta"}``).
@@ -15,14 +18,17 @@ import torch
 from cryoframe._errors import InputError
 from cryoframe.models.pair import APTPairEncoder
 
-__all__ = ["SHIPPED_WEIGHTS", "shipped_weights_path", "load_pair_encoder",
+__all__ = ["SHIPPED_WEIGHTS", "SHIPPED_ENCODER", "shipped_encoder_path", "load_encoder",
+           "shipped_weights_path", "load_pair_encoder",
            "load_pair_encoder_file", "ENCODER_FORMAT", "save_encoder_file", "load_encoder_file"]
 
 #: Format tag of single-volume encoder files (any registry backbone).
 ENCODER_FORMAT = "cryoframe.encoder/1"
 
-#: File name of the shipped encoder weights inside ``cryoframe/weights``.
+#: File name of the shipped pair-encoder weights (NRCL APT-ViT, used by the learned aligner).
 SHIPPED_WEIGHTS = "apt_vit_cpu.pt"
+#: File name of the shipped single-subtomogram encoder (embed, classify, cluster).
+SHIPPED_ENCODER = "subtomo_encoder.pt"
 
 
 def shipped_weights_path() -> Path:
@@ -93,3 +99,13 @@ def load_encoder_file(path: str | Path) -> tuple[torch.nn.Module, dict]:
         raise InputError(f"encoder weights do not match their model ({exc})", file=p,
                          field="state_dict", expected=f"weights of {blob.get('model')}") from None
     return enc.eval(), {"model": blob["model"], **dict(blob.get("meta", {}))}
+
+
+def shipped_encoder_path() -> Path:
+    """Path of the shipped single-subtomogram encoder file."""
+    return Path(str(resources.files("cryoframe"))) / "weights" / SHIPPED_ENCODER
+
+
+def load_encoder() -> tuple[torch.nn.Module, dict]:
+    """The shipped single-subtomogram encoder (evaluation mode) and its provenance."""
+    return load_encoder_file(shipped_encoder_path())

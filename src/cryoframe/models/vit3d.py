@@ -108,14 +108,16 @@ class APTViT3d(nn.Module):
                  embed_dim: int = 128, depth: int = 4, num_heads: int = 8,
                  mlp_ratio: float = 4.0, num_classes: int = 0, temperature: float = 1.0,
                  selector_scalar: int = 2, selector_vector: int = 1,
-                 selector_tensor: int = 1) -> None:
+                 selector_tensor: int = 1, prior_gain: float = 4.0,
+                 selector_learned: bool = True, learned_gain: float = 0.5) -> None:
         super().__init__()
         self.embed_dim = embed_dim
         self.num_features = embed_dim
         self.in_channels = in_channels
         self.volume_size = volume_size
         self.embed = APTEmbed(volume_size, patch_size, in_channels, embed_dim, temperature,
-                              selector_scalar, selector_vector, selector_tensor)
+                              selector_scalar, selector_vector, selector_tensor, prior_gain,
+                              selector_learned, learned_gain)
         n = self.embed.num_tokens
         self.register_buffer("rel_index", circular_offset_index(self.embed.grid),
                              persistent=False)
@@ -146,7 +148,7 @@ class APTViT3d(nn.Module):
 
     def phase_logits(self, x: Tensor) -> Tensor:
         """`(B, C, D, H, W)` → `(B, n_phases)` selection logits."""
-        return self.embed.selector(x)
+        return self.embed.phase_logits(x)
 
     def forward_head(self, tokens: Tensor, pre_logits: bool = False) -> Tensor:
         """`(B, N, E)` → pooled `(B, E)` (``pre_logits``) or head output `(B, K)`."""
@@ -156,6 +158,10 @@ class APTViT3d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """`(B, C, D, H, W)` → `(B, K)` (or `(B, E)` without a head)."""
         return self.forward_head(self.forward_features(x))
+
+    def embed_single(self, x: Tensor) -> Tensor:
+        """`(B, 1, L, L, L)` standardised volumes → `(B, E)` pooled embeddings (inference)."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
 
 
 class ViT3d(nn.Module):

@@ -4,9 +4,12 @@ Networks: the base encoder ``f_q`` = pair encoder + projector + predictor, and t
 encoder ``f_k`` = copies of the pair encoder + projector updated by EMA (m = 0.99). Per batch,
 with the views of :func:`cryoframe.train.augment3d.make_nrcl_views`::
 
-    q1, q2 = f_q(X1, X), f_q(X2, X)
-    k1, k2 = f_k(X1, X), f_k(X2, X)
+    q1, q2 = f_q(X1, X), f_q(X2, X')
+    k1, k2 = f_k(X1, X), f_k(X2, X')
     k_clean, k_noisy = f_k(X1_clean, X), f_k(X1_noisy, X)
+
+``X'`` is a second instance of the sample (own rotation, own noise), so the positive pairs
+``(q1, k2)`` and ``(q2, k1)`` share no volume (:func:`cryoframe.train.augment3d.make_nrcl_views`).
     L_instance = L_sym(q1, k2) + λ_W L_wass(q1, k2) + L_sym(q2, k1) + λ_W L_wass(q2, k1)
     L_noise = L_InfoNCE(q1, k_clean, k_noisy)
     L = L_instance + L_noise (+ λ_T L_T)
@@ -15,7 +18,7 @@ with the views of :func:`cryoframe.train.augment3d.make_nrcl_views`::
 transformation head on the base encoder's features of ``(X1, X)`` predicts ``T``;
 ``L_T = ‖R̂ − R_T‖_F² + λ_shift ‖t̂ − t_T‖²`` (voxels). ``λ_T = 0`` gives Algorithm 2 alone.
 
-All pairs sharing ``X`` are encoded in one pass (:meth:`APTPairEncoder.embed_views`), which
+All pairs sharing a second volume are encoded in one pass (:meth:`APTPairEncoder.embed_views`), which
 tokenises ``X`` once per encoder and step.
 """
 
@@ -126,14 +129,16 @@ class NRCL(nn.Module):
             ``l_noise``, ``l_transform``, ``rot_err_deg`` (mean geodesic error of the
             transform branch).
         """
-        x, x1, x2 = views["x"], views["x1"], views["x2"]
-        f1, f2 = self.encoder.embed_views([x1, x2], x)
+        x, x1, x2, x_b = views["x"], views["x1"], views["x2"], views["x_b"]
+        (f1,) = self.encoder.embed_views([x1], x)
+        (f2,) = self.encoder.embed_views([x2], x_b)
         q1 = self.predictor(self.projector(f1))
         q2 = self.predictor(self.projector(f2))
         with torch.no_grad():
-            feats = self.momentum_encoder.embed_views(
-                [x1, x2, views["x1_clean"], views["x1_noisy"]], x)
-            k1, k2, k_clean, k_noisy = (self.momentum_projector(f) for f in feats)
+            k1, k_clean, k_noisy = (self.momentum_projector(f) for f in
+                                    self.momentum_encoder.embed_views(
+                                        [x1, views["x1_clean"], views["x1_noisy"]], x))
+            k2 = self.momentum_projector(self.momentum_encoder.embed_views([x2], x_b)[0])
         tau = self.temperature
         l_sym = self._sym(q1, k2) + self._sym(q2, k1)
         l_wass = (sinkhorn_wasserstein_loss(q1.float(), k2.float(), self.sinkhorn_eps,
