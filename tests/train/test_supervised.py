@@ -87,6 +87,10 @@ def test_resume_with_another_config_is_refused(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="another configuration"):
         sup.run_supervised(cfg.model_copy(update={"lr": 1e-4}), tmp_path,
                            progress=lambda *_: None)
+    # extending the run (more steps) is allowed
+    sup.run_supervised(cfg.model_copy(update={"steps": 3}), tmp_path, progress=lambda *_: None)
+    _, meta = load_encoder_file(tmp_path / "encoder.pt")
+    assert meta["steps"] == 3
 
 
 def test_encoder_file_of_the_wrong_kind_is_an_input_error(tmp_path):

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from cryoframe.bench.results import SuiteResult, progress
-from cryoframe.bench.sub5_data import (PAPER_NOTE, SUB5_CLASSES, bench_encoder, build_sub5,
-                                       class_maps, load_sub5, snr_key)
+from cryoframe.bench.sub5_data import (PAPER_NOTE, SUB5_CLASSES, bench_single_encoder,
+                                       build_sub5, class_maps, load_sub5, snr_key)
 
 PAPER_MLP = {"snr0.1": 67.42, "snr0.05": 53.13, "snr0.03": 40.10, "snr0.01": 27.50}
 
@@ -78,7 +78,7 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     target_idx = np.flatnonzero(data.pool == 1)
     y_clean, y_target = data.labels[clean_idx], data.labels[target_idx]
     x_clean = data.at_snr(100.0, clean_idx)
-    encoder, enc_note = bench_encoder()
+    encoder, enc_note = bench_single_encoder()
     emb_clean = None if encoder is None else _embed(encoder, x_clean)
     templates = class_maps()
     wedge = wedge_mask((32, 32, 32))

@@ -30,7 +30,7 @@ from torch import Tensor
 
 __all__ = ["SUB5_CLASSES", "SUB5_SNRS", "VOXEL_ANGSTROM", "BOX_PX", "PAPER_NOTE", "Sub5Data",
            "sub5_config", "build_sub5", "load_sub5", "class_maps", "bench_encoder",
-           "snr_key"]
+           "bench_single_encoder", "snr_key"]
 
 SUB5_CLASSES: tuple[str, ...] = ("7P6Z", "1WCM", "3CF3", "1QVR", "1BXN")
 SUB5_SNRS: tuple[float, ...] = (100.0, 0.1, 0.05, 0.03, 0.01, 0.005)
@@ -159,3 +159,21 @@ def bench_encoder():
     return None, ("no pretrained subtomogram encoder in this installation (set "
                   "CRYOFRAME_SUBTOMO_WEIGHTS to a pair-encoder checkpoint); learned-method "
                   "figures are reported missing")
+
+
+def bench_single_encoder():
+    """The single-subtomogram encoder for the frozen-feature methods, or ``(None, reason)``.
+
+    ``$CRYOFRAME_SUBTOMO_ENCODER`` (an encoder file, to benchmark a checkpoint) or the shipped
+    encoder (:func:`cryoframe.models.pretrained.load_encoder`).
+    """
+    from cryoframe.models import pretrained
+
+    path = os.environ.get("CRYOFRAME_SUBTOMO_ENCODER")
+    if path:
+        enc, meta = pretrained.load_encoder_file(path)
+        return enc, f"checkpoint {path} ({meta})"
+    if not pretrained.shipped_encoder_path().exists():
+        return None, "no shipped subtomogram encoder in this installation"
+    enc, meta = pretrained.load_encoder()
+    return enc, f"shipped encoder {pretrained.SHIPPED_ENCODER} ({meta})"

@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
                                       help="nrcl (APT-ViT pair encoder) or supervised."),
         max_steps: int = typer.Option(None, "--max-steps",
                                       help="supervised: train at most this many more steps."),
+        device: str = typer.Option("cpu", "--device",
+                                   help="supervised: torch device of the network (cpu, cuda)."),
     ) -> None:
         """Pretrain an encoder (resumes automatically from OUT/checkpoint.pt).
 
@@ -44,7 +46,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         if objective == "supervised":
-            _supervised(config, out, steps, batch_size, lr, threads, seed, max_steps)
+            _supervised(config, out, steps, batch_size, lr, threads, seed, max_steps, device,
+                        max_wall_s)
             return
         if objective != "nrcl":
             from cryoframe._errors import InputError
@@ -68,7 +71,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _supervised(config: Path | None, out: Path, steps, batch_size, lr, threads, seed,
-                max_steps) -> None:
+                max_steps, device, max_wall_s) -> None:
     import torch
     from rich.console import Console
 
@@ -79,5 +82,6 @@ def _supervised(config: Path | None, out: Path, steps, batch_size, lr, threads, 
                       seed=seed)
     torch.set_num_threads(int(threads or 1))
     console = Console(stderr=True)
-    path = run_supervised(cfg, out, max_steps=max_steps, progress=console.print)
+    path = run_supervised(cfg, out, max_steps=max_steps, progress=console.print, device=device,
+                          max_wall_s=max_wall_s)
     Console().print(f"encoder: {path}")

@@ -7,6 +7,9 @@ over the classes of a :class:`~cryoframe.simulate.class_bank.ClassBank`; batches
 :class:`~cryoframe.train.labelled_source.TiltMatchedSource` (full-path-like CTF and noise, SNR
 curriculum). The features a user gets are the backbone's pooled features, before the projector.
 
+A run is extended by resuming it with a larger ``steps`` (the cosine schedule then continues
+towards the new end); every other training setting must match the checkpoint's.
+
 Durable: every ``checkpoint_every`` steps the whole state (encoder, projector, classifier,
 optimiser, step) is written atomically to ``checkpoint.pt`` and the encoder alone to
 ``encoder.pt``; batches are functions of ``(data seed, step)`` and the torch RNG is reseeded per
@@ -116,7 +119,8 @@ def dev_probe_data(per_class: int, snr: float, seed: int = 1234) -> dict:
 def _embed(encoder: nn.Module, vols: torch.Tensor, batch: int = 64) -> np.ndarray:
     was = encoder.training
     encoder.eval()
-    out = [encoder_features(encoder, vols[i:i + batch][:, None]).float()
+    dev = next(encoder.parameters()).device
+    out = [encoder_features(encoder, vols[i:i + batch][:, None].to(dev)).float().cpu()
            for i in range(0, len(vols), batch)]
     encoder.train(was)
     return torch.cat(out).numpy()
@@ -170,10 +174,12 @@ def _param_groups(model: nn.Module, wd: float) -> list[dict]:
 
 
 def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | None = None,
-                   progress=print) -> Path:
+                   progress=print, device: str = "cpu", max_wall_s: float | None = None) -> Path:
     """Train (or resume) in ``out_dir``; stops at ``cfg.steps`` or after ``max_steps`` more steps.
 
-    Returns the path of ``encoder.pt``.
+    ``device`` runs the network there (batches are simulated on the CPU); ``max_wall_s`` stops
+    after the first checkpoint past that wall time of training (set-up not counted). Returns the
+    path of ``encoder.pt``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,15 +191,18 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
     torch.manual_seed(cfg.seed)
     encoder = create_model(cfg.model, **cfg.model_overrides)
     model = SupervisedModel(encoder, len(bank), cfg.projection_dim, cfg.cos_scale, cfg.cos_margin)
+    model.to(device)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     start = 0
     if ckpt_path.exists():
         blob = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         saved = SupervisedConfig(**json.loads(blob["config"]))
-        if saved != cfg:
+        free = {"steps", "checkpoint_every", "log_every", "eval_every"}
+        if saved.model_dump(exclude=free) != cfg.model_dump(exclude=free):
             raise InputError("checkpoint was written with another configuration", file=ckpt_path,
-                             field="config", expected=f"{saved.model_dump()}")
-        model.load_state_dict(blob["model"])
+                             field="config", expected=f"{saved.model_dump(exclude=free)} "
+                             "(only steps and the logging intervals may change on resume)")
+        model.load_state_dict({k: v.to(device) for k, v in blob["model"].items()})
         opt.load_state_dict(blob["optimizer"])
         start = int(blob["step"])
         progress(f"resumed from step {start}")
@@ -204,6 +213,7 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
     dev = dev_probe_data(cfg.dev_per_class, cfg.dev_snr) if cfg.eval_every else None
     end = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
     model.train()
+    t_start = time.perf_counter()
     t_last, n_seen, loss_acc, hit_acc = time.perf_counter(), 0, 0.0, 0.0
     step = start
     for step in range(start, end):
@@ -212,13 +222,14 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
             g["lr"] = lr
         torch.manual_seed(cfg.seed * 1_000_003 + step)
         batch = source.batch(step, cfg.batch_size, schedule)
-        logits = model(batch["volumes"], batch["labels"])
-        loss = F.cross_entropy(logits, batch["labels"])
+        vols, labels = batch["volumes"].to(device), batch["labels"].to(device)
+        logits = model(vols, labels)
+        loss = F.cross_entropy(logits, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         loss_acc += loss.item()
-        hit_acc += float((logits.argmax(1) == batch["labels"]).float().mean())
+        hit_acc += float((logits.argmax(1) == labels).float().mean())
         n_seen += 1
         done = step + 1
         if done % cfg.log_every == 0:
@@ -232,8 +243,12 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
             progress(f"step {done}/{cfg.steps} loss {row['loss']} acc {row['train_acc']} % "
                      f"snr_low {row['snr_low']} {row['samples_per_s']} samples/s")
             t_last, n_seen, loss_acc, hit_acc = time.perf_counter(), 0, 0.0, 0.0
-        if done % cfg.checkpoint_every == 0 or done == end:
+        over_time = max_wall_s is not None and time.perf_counter() - t_start > max_wall_s
+        if done % cfg.checkpoint_every == 0 or done == end or over_time:
             _save(out, model, opt, cfg, done)
+        if over_time:
+            progress(f"wall-time limit reached at step {done}")
+            break
         if dev is not None and (done % cfg.eval_every == 0 or done == end):
             res = dev_probe(model.encoder, dev)
             _append_csv(out / "dev.csv", {"step": done, **{k: round(v, 2) for k, v in res.items()}})
@@ -244,7 +259,7 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
 
 def _save(out: Path, model: SupervisedModel, opt, cfg: SupervisedConfig, step: int) -> None:
     with atomic_path(out / "checkpoint.pt") as tmp:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+        torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict(), "step": step,
                     "config": cfg.model_dump_json()}, tmp)
     save_encoder_file(out / "encoder.pt", model.encoder, cfg.model, cfg.model_overrides,
                       {"objective": "supervised cosine-margin CE", "steps": step,
