@@ -9,8 +9,9 @@ Top layer (beside :mod:`cryoframe.cli`): it only calls the library.
 2. **Full CryoEngine path**: a small virtual sample (Poisson-disk scene, tilt series −60…+60° in
    2° steps with per-tilt CTF, drift, alignment, weighted back-projection), 32³ subtomograms
    extracted at the true positions and written as MRC + RELION STAR.
-3. **Fast path** subtomograms (random poses, ±60° wedge) with calibrated noise at SNR 0.1,
-   **embedded** with the shipped APT-ViT encoder.
+3. Subtomograms made as the **tilt-series path** makes them (random poses, ±60° wedge, WBP
+   transfer, per-tilt |CTF|, WBP-coloured noise; :mod:`cryoframe.simulate.tilt_matched`) at
+   SNR 0.1, **embedded** with the shipped subtomogram encoder.
 4. **Classification** on the 1:1:8 split (k-NN, linear probe, MLP head) beside the
    rotation-invariant feature baseline on the same split, and **k-means clustering**.
 5. **Alignment** of pairs in the local range (≤ 15°, ≤ 3 voxels): learned (with local FFT
@@ -84,8 +85,8 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     console : rich.console.Console, optional
         Progress messages.
     weights : str or Path, optional
-        Encoder file written by ``cryoframe pretrain``; default: the weights shipped in the
-        package.
+        Subtomogram encoder file written by ``cryoframe pretrain`` for the embedding stage;
+        default: the shipped encoder (the learned aligner always uses the shipped pair encoder).
     """
     import matplotlib
 
@@ -152,14 +153,19 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         [Table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in tomo.timings_s.items()])],
         [(png2, "Reconstructed tomogram and a tilt image")]))
 
-    # 3. fast path + embedding ------------------------------------------------------------------
+    # 3. subtomograms as the full path makes them + embedding --------------------------------
     from cryoframe.geometry.rotations import random_rotations
-    from cryoframe.models.pretrained import load_pair_encoder_file, shipped_weights_path
+    from cryoframe.models.pretrained import (load_encoder, load_encoder_file,
+                                             load_pair_encoder_file, shipped_weights_path)
     from cryoframe.simulate.fastpath import FastSubtomogramSimulator
-    from cryoframe.simulate.noise import add_noise
+    from cryoframe.simulate.noise import add_noise, combine_signal_noise
+    from cryoframe.simulate.tilt_matched import (TiltGeometry, coloured_noise,
+                                                 draw_defocus_angstrom, tilt_ctf_magnitude_rfft,
+                                                 wbp_noise_psd_rfft)
     from cryoframe.train.loop import embed_for_inference
 
-    _log(console, "[3/6] fast-path subtomograms at SNR 0.1 and embedding with the shipped encoder")
+    _log(console, "[3/6] tilt-series-like subtomograms at SNR 0.1 and embedding with the "
+                  "shipped encoder")
     n_per = 40 if quick else 120
     snr = 0.1
     gen = torch.Generator().manual_seed(seed)
@@ -167,15 +173,25 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     rots = random_rotations(len(labels), generator=gen)
     shifts = (torch.rand(len(labels), 3, generator=gen) * 2 - 1)
     sim = FastSubtomogramSimulator(dens, box_size_px=32)
-    clean = sim.simulate(labels, rots, shifts)
-    noisy = add_noise(clean, snr, seed, np.arange(len(labels)))
-    weights_path = Path(weights) if weights is not None else shipped_weights_path()
-    encoder = load_pair_encoder_file(weights_path)[0]
+    geom = TiltGeometry()
+    ctf = tilt_ctf_magnitude_rfft(32, geom, draw_defocus_angstrom(len(labels), geom, gen))
+    clean = torch.fft.irfftn(torch.fft.rfftn(sim.simulate(labels, rots, shifts),
+                                             dim=(-3, -2, -1)) * ctf, s=(32,) * 3,
+                             dim=(-3, -2, -1))
+    unit_noise = coloured_noise(len(labels), wbp_noise_psd_rfft(32, geom), gen)
+    noisy = combine_signal_noise(clean, unit_noise, snr)
+    if weights is not None:
+        encoder, enc_meta = load_encoder_file(weights)
+        weights_name = Path(weights).name
+    else:
+        encoder, enc_meta = load_encoder()
+        weights_name = "shipped encoder"
     t0 = time.perf_counter()
     emb_clean = embed_for_inference(encoder, clean).numpy()
     emb_noisy = embed_for_inference(encoder, noisy).numpy()
     t_embed = time.perf_counter() - t0
     embed_rate = 2 * len(labels) / t_embed
+    pair_encoder = load_pair_encoder_file(shipped_weights_path())[0]
 
     # 4. classification + clustering ------------------------------------------------------------
     from sklearn.metrics import adjusted_rand_score
@@ -197,15 +213,18 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
                          true_labels=labels)
     sections.append(Section(
         "3–4. Embedding, classification and clustering",
-        [f"{n_per} fast-path subtomograms per class at random poses (±60° wedge), calibrated "
-         f"noise at SNR {snr}. Embedded with the encoder {weights_path.name} "
+        [f"{n_per} subtomograms per class at random poses made as the tilt-series path makes "
+         f"them (±60° wedge, WBP transfer, a |CTF| per tilt with defoci of 3–6 µm, "
+         f"WBP-coloured noise) at SNR {snr}; these structures were never used in pretraining. "
+         f"Embedded with the {weights_name} ({enc_meta.get('model', 'encoder')}, "
+         f"{enc_meta.get('steps', '?')} training steps) "
          f"at {embed_rate:.0f} subtomograms/s. Classifiers train on all SNR-100 samples plus "
          f"the 10 % training part of the SNR-{snr} data and are tested on its 80 % test part "
          f"({len(split.test)} subtomograms); chance is {100 / len(DEMO_CLASSES):.0f} %."],
         [Table(["method (same split)", "test accuracy (%)"],
-               [["APT-ViT frozen + k-NN", fmt(acc['knn'])],
-                ["APT-ViT frozen + linear probe", fmt(acc['linear'])],
-                ["APT-ViT frozen + MLP head (40 epochs)", fmt(acc['mlp'])],
+               [["frozen encoder + k-NN", fmt(acc['knn'])],
+                ["frozen encoder + linear probe", fmt(acc['linear'])],
+                ["frozen encoder + MLP head (40 epochs)", fmt(acc['mlp'])],
                 ["rotation-invariant features + logistic regression (reference)", fmt(acc_inv)]]),
          Table(["clustering", "value"],
                [["k-means++ on embeddings, adjusted Rand index", f"{ari:.3f}"]])],
@@ -223,7 +242,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
                                      random_rotations(n_ft, generator=gen)),
                         1.0, seed + 4, np.arange(n_ft))
     t0 = time.perf_counter()
-    ft_loss = finetune_transform_head(encoder, ft_vols, epochs=2 if quick else 4,
+    ft_loss = finetune_transform_head(pair_encoder, ft_vols, epochs=2 if quick else 4,
                                       particle_mask=wedge_mask((32, 32, 32)), seed=seed)
     t_ft = time.perf_counter() - t0
     n_pairs = 12 if quick else 32
@@ -239,7 +258,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     mask = wedge_mask((32, 32, 32))
     rows = []
     for name, aligner in [("learned (APT-ViT + local FFT refinement)",
-                           LearnedAligner(encoder, refine=True)),
+                           LearnedAligner(pair_encoder, refine=True)),
                           ("exhaustive FFT, 10° local grid (reference)",
                            FFTAligner(step_deg=10.0, local_range_deg=15.0))]:
         t0 = time.perf_counter()

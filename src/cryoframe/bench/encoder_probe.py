@@ -20,8 +20,9 @@ per axis), for the centroid score used now and for the learned steerable score a
 implementation); ``selector_share``: the selector's forward + backward time over a whole
 supervised training step (batch 32, one thread), for the default and with the learned score.
 
-Full: SUB5 at 2,000 rows per class (5,000 per pool), fast path 500 per class and pool. Quick: 20
-rows per class, fast path 20.
+Full (sized to a 2-core CPU): SUB5 at 400 rows per class (1,000 per pool; the linear probe is
+tested on 800 target boxes per SNR), fast path 200 per class and pool. Quick: 20 rows per class,
+fast path 20.
 """
 
 from __future__ import annotations
@@ -41,14 +42,9 @@ SETS = ("encoder", "random", "invariant", "concat")
 
 
 def _embed(encoder, vols: torch.Tensor, batch: int = 64) -> np.ndarray:
-    from cryoframe.train.augment3d import standardize
-    from cryoframe.train.supervised import encoder_features
+    from cryoframe.train.loop import embed_for_inference
 
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(vols), batch):
-            out.append(encoder_features(encoder, standardize(vols[i:i + batch].float())[:, None]))
-    return torch.cat(out).numpy()
+    return embed_for_inference(encoder, vols, batch).numpy()
 
 
 def _feature_sets(encoder, random_enc, vols: torch.Tensor) -> dict[str, np.ndarray]:
@@ -171,14 +167,14 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     random_enc = create_model(meta["model"]).eval()
     metrics: dict[str, float | None] = {}
     # full tilt-series path
-    data = load_sub5(build_sub5(Path(out_dir).parent / "_sub5_cache", 20 if quick else 2000,
+    data = load_sub5(build_sub5(Path(out_dir).parent / "_sub5_cache", 20 if quick else 400,
                                 seed, quick))
     ci, ti = np.flatnonzero(data.pool == 0), np.flatnonzero(data.pool == 1)
     _run_protocol("full path", data.at_snr(100.0, ci), data.labels[ci],
                   lambda s: data.at_snr(s, ti), data.labels[ti], encoder, random_enc, seed, "",
                   metrics)
     # fast path (no CTF, white calibrated noise)
-    clean, labels, pool = _fast_sub5(20 if quick else 500, seed)
+    clean, labels, pool = _fast_sub5(20 if quick else 200, seed)
     fc, ft = np.flatnonzero(pool == 0), np.flatnonzero(pool == 1)
     _run_protocol("fast path", add_noise(clean[fc], 100.0, seed, fc), labels[fc],
                   lambda s: add_noise(clean[ft], s, seed + 1, ft), labels[ft], encoder,
