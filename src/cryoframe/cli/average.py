@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 
-def _fsc_png(path: Path, res, px: float) -> None:
+def _fsc_png(path: Path, res, px: float, gt_sign: int = 1) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,7 +20,8 @@ def _fsc_png(path: Path, res, px: float) -> None:
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
     ax.plot(f, res.fsc_half.numpy(), label="half maps (masked)")
     if res.fsc_gt is not None:
-        ax.plot(f, res.fsc_gt.numpy(), label="map vs ground truth")
+        ax.plot(f, res.fsc_gt.numpy(),
+                label="map vs ground truth" + (" × −1" if gt_sign < 0 else " (sign +1)"))
         ax.axhline(0.5, color="k", lw=0.6, ls="--")
     ax.axhline(0.143, color="k", lw=0.6, ls=":")
     ax.set_xlabel("spatial frequency (1/Å)")
@@ -52,6 +53,17 @@ def register(app: typer.Typer) -> None:
         ground_truth: Path = typer.Option(None, "--ground-truth", help="Known map (FSC 0.5)."),
         pixel_size_angstrom: float = typer.Option(None, "--pixel-size"),
         seed: int = typer.Option(0, "--seed", help="Seed of the half-set split."),
+        class_number: int = typer.Option(None, "--class", help="Only rows of this class."),
+        class_column: str = typer.Option("rlnClassNumber", "--class-column"),
+        invert_reference: bool = typer.Option(
+            False, "--invert-reference", help="Negate the --ground-truth map (no detection)."),
+        invert_data: bool = typer.Option(
+            False, "--invert-data", help="Negate the subtomograms (the map follows)."),
+        auto_contrast: bool = typer.Option(
+            True, "--auto-contrast/--no-auto-contrast",
+            help="Invert --ground-truth when its contrast is opposite to the data's."),
+        resume: bool = typer.Option(True, "--resume/--restart",
+                                    help="Continue from OUT/average_checkpoint.pt if present."),
     ) -> None:
         """Align every subtomogram to its half set's evolving reference and average.
 
@@ -64,14 +76,20 @@ def register(app: typer.Typer) -> None:
 
         from cryoframe._errors import InputError
         from cryoframe.baselines.fft_align import FFTAligner
-        from cryoframe.cli._subtomos import encoder_from, load_subtomograms, run_record, wedge
-        from cryoframe.io.mrc import read_mrc, write_mrc
+        from cryoframe.cli._subtomos import (contrast_signs, encoder_from, load_subtomograms,
+                                             read_reference, run_record, wedge)
+        from cryoframe.io.mrc import write_mrc
         from cryoframe.io.star import particles_with_poses, write_particles
         from cryoframe.tasks.average import average_subtomograms
 
         console = Console()
-        table, vols, px = load_subtomograms(star, pixel_size_angstrom)
+        log = console.print
+        table, vols, px = load_subtomograms(star, pixel_size_angstrom, class_number,
+                                            class_column)
         n = vols.shape[-1]
+        if invert_data:
+            vols = -vols
+            log("contrast: data inverted as requested (--invert-data); the map follows")
         if aligner == "fft":
             al = FFTAligner(step_deg=step_deg, refine_steps=4, max_shift_px=max_shift_px)
         elif aligner == "learned":
@@ -81,20 +99,28 @@ def register(app: typer.Typer) -> None:
         else:
             raise InputError(f"unknown aligner '{aligner}'", field="--aligner",
                              expected="fft or learned")
-        gt = None if ground_truth is None else read_mrc(ground_truth).data
+        gt, gt_sign, contrast_msg = None, 1, None
+        if ground_truth is not None:
+            gt = read_reference(ground_truth, n, px, log)
+            _, gt_sign, contrast_msg, _ = contrast_signs(
+                vols, gt, invert_reference, False, auto_contrast, log,
+                reference_name="ground truth")
+            gt = gt * gt_sign
+        sign_note = "" if gt_sign == 1 else " against the inverted truth"
+        out.mkdir(parents=True, exist_ok=True)
         res = average_subtomograms(
             vols, al, particle_mask=wedge(n, tilt_min_deg, tilt_max_deg, no_wedge),
             pixel_size_angstrom=px, ground_truth=gt, max_iterations=max_iterations, init=init,
-            seed=seed,
+            seed=seed, checkpoint=out / "average_checkpoint.pt", resume=resume,
             progress=lambda e: console.print(
                 f"iteration {e['iteration']}: half-map FSC-0.143 {e['res_halfmap_angstrom']:.1f} Å"
-                + (f", vs truth (0.5) {e['res_vs_gt_angstrom']:.1f} Å"
+                + (f", vs truth (0.5{sign_note}) {e['res_vs_gt_angstrom']:.1f} Å"
                    if "res_vs_gt_angstrom" in e else "")
                 + f", mean pose change {e['mean_pose_change_deg']:.1f}°, {e['seconds']:.0f} s"))
         out.mkdir(parents=True, exist_ok=True)
         for name, vol in (("half1", res.half1), ("half2", res.half2), ("map", res.map)):
             write_mrc(out / f"{name}.mrc", vol.numpy().astype(np.float32), px)
-        _fsc_png(out / "fsc.png", res, px)
+        _fsc_png(out / "fsc.png", res, px, gt_sign)
         df = particles_with_poses(table, res.rotations.double(),
                                   res.shifts_zyx_px.double() * px)
         df["rlnRandomSubset"] = res.half_index + 1
@@ -103,7 +129,14 @@ def register(app: typer.Typer) -> None:
                                     "max_iterations": max_iterations, "init": init, "seed": seed,
                                     "pixel_size_angstrom": px, "history": res.history,
                                     "res_random_pose_control_angstrom":
-                                        res.resolution_random_pose_angstrom})
+                                        res.resolution_random_pose_angstrom,
+                                    "class": class_number, "contrast": contrast_msg,
+                                    "ground_truth_sign": gt_sign,
+                                    "data_sign": -1 if invert_data else 1,
+                                    "res_vs_gt_angstrom": res.resolution_vs_gt_angstrom})
+        if res.resolution_vs_gt_angstrom is not None:
+            console.print(f"FSC-0.5 against the ground truth{sign_note or ' (sign +1)'}: "
+                          f"{res.resolution_vs_gt_angstrom:.1f} Å")
         console.print(f"{len(vols)} subtomograms, {len(res.history)} iterations, "
                       f"{res.wall_s:.0f} s: FSC-0.143 {res.resolution_halfmap_angstrom:.1f} Å "
                       f"(random-pose control {res.resolution_random_pose_angstrom:.1f} Å); "

@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
                                              umap_available)
 
         console = Console()
-        table, vols, _ = load_subtomograms(star, pixel_size_angstrom)
-        emb, note = embed(vols, weights, features)
+        table, vols, px = load_subtomograms(star, pixel_size_angstrom)
+        emb, note = embed(vols, weights, features, px, log=console.print, file=star)
         res = cluster_embeddings(emb, n_clusters, seed=seed)
         method = ("umap" if umap_available() else "pca") if plot == "auto" else plot
         xy = embed_2d(emb, method, seed=seed)

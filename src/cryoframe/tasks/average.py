@@ -204,6 +204,31 @@ def _initial_reference(parts: Tensor, init: str, gen: torch.Generator, cutoff: f
     return _lowpass(ref, cutoff)
 
 
+def _save_checkpoint(path, state: dict) -> None:
+    from cryoframe._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path, fingerprint: list) -> dict | None:
+    """The saved state if ``path`` exists and was made from the same inputs, else ``None``."""
+    import pickle
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise InputError(f"unreadable averaging checkpoint ({exc})", file=p,
+                         expected="a checkpoint written by cryoframe average, or --restart")
+    if state.get("fingerprint") != fingerprint:
+        return None
+    return state
+
+
 def average_subtomograms(
     particles,
     aligner: Aligner,
@@ -224,6 +249,8 @@ def average_subtomograms(
     register_aligner: FFTAligner | None = None,
     random_pose_control: bool = True,
     progress=None,
+    checkpoint=None,
+    resume: bool = True,
 ) -> AverageResult:
     """Reference-free iterative averaging with independent half sets (see module docstring).
 
@@ -261,6 +288,13 @@ def average_subtomograms(
         where it beats this control.
     progress : callable, optional
         Called with each iteration's history entry.
+    checkpoint : str or Path, optional
+        File written atomically after every iteration (poses, references, maps, history). A
+        run killed at any point and started again with the same particles and settings
+        continues from the last finished iteration and gives the same result as an
+        uninterrupted run.
+    resume : bool
+        Use an existing ``checkpoint`` (a checkpoint of other data or settings is ignored).
 
     Returns
     -------
@@ -292,7 +326,21 @@ def average_subtomograms(
     best_res, stale = math.inf, 0
     maps: list[Tensor] = []
     freq = curve = None
-    for it in range(1, max_iterations + 1):
+    fingerprint = [n_part, n, seed, init, max_iterations, min_iterations, regularisation,
+                   float(x.double().sum()), float((x.double() ** 2).sum()),
+                   None if particle_mask is None else float(torch.as_tensor(particle_mask).sum()),
+                   type(aligner).__name__, getattr(aligner, "step_deg", None)]
+    first_it, stopped = 1, False
+    state = _load_checkpoint(checkpoint, fingerprint) if (checkpoint and resume) else None
+    if state is not None:
+        rots, shifts, refs = state["rots"], state["shifts"], list(state["refs"])
+        history, best_res, stale = list(state["history"]), state["best_res"], state["stale"]
+        maps, reg2, rh, th = list(state["maps"]), state["reg2"], state["rh"], state["th"]
+        freq, curve = state["freq"], state["curve"]
+        first_it, stopped = state["iteration"] + 1, state["stopped"]
+    for it in range(first_it, max_iterations + 1):
+        if stopped:
+            break
         t_it = time.perf_counter()
         new_rots, maps = rots.clone(), []
         for h in (0, 1):
@@ -320,8 +368,15 @@ def average_subtomograms(
         improved = res_half < best_res * (1 - tol_fraction)
         best_res = min(best_res, res_half)
         stale = 0 if improved else stale + 1
-        if it >= min_iterations and stale >= patience and (math.isnan(change)
-                                                           or change < converged_deg):
+        stopped = it >= min_iterations and stale >= patience and (math.isnan(change)
+                                                                  or change < converged_deg)
+        if checkpoint:
+            _save_checkpoint(checkpoint, {
+                "fingerprint": fingerprint, "iteration": it, "stopped": stopped, "rots": rots,
+                "shifts": shifts, "refs": refs, "history": history, "best_res": best_res,
+                "stale": stale, "maps": maps, "reg2": reg2, "rh": rh, "th": th, "freq": freq,
+                "curve": curve})
+        if stopped:
             break
     # poses of half 2 expressed in half 1's frame: R_i Rh, R_i th + t_i
     i2 = idx[1]
