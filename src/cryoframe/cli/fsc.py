@@ -108,7 +108,8 @@ def run_fsc(
         "half2": str(half2),
         "threshold": threshold,
         "pixel_size_angstrom": pix,
-        "resolution_angstrom": pix / f_cross,
+        # a curve below the threshold from the first shell on has no resolution (inf)
+        "resolution_angstrom": pix / f_cross if f_cross > 0 else float("inf"),
         "nyquist_limited": not crossed,
         "freq_per_angstrom": (freq / pix).tolist(),
         "fsc": curve.tolist(),
@@ -142,6 +143,8 @@ def register(app: typer.Typer) -> None:
             help="Negate the second map when the maps have opposite contrast."),
     ) -> None:
         """FSC between two half maps and the resolution at a threshold, in Å."""
+        import numpy as np
+
         result = run_fsc(half1, half2, threshold, mask, angpix, cfar_flag, invert_reference,
                          auto_contrast)
         if out is not None:
@@ -153,7 +156,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(result))
             return
         res = result["resolution_angstrom"]
-        if result["nyquist_limited"]:
+        if not np.isfinite(res):
+            line = f"FSC is below {threshold:g} from the lowest frequency on: no resolution"
+        elif result["nyquist_limited"]:
             line = (f"FSC stays above {threshold:g} up to Nyquist: resolution ≤ {res:.2f} Å "
                     f"(Nyquist-limited, pixel {result['pixel_size_angstrom']:.3f} Å)")
         else:
