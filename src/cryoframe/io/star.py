@@ -101,6 +101,11 @@ def read_star(path: str | Path) -> dict[str, Block]:
     if not blocks:
         raise InputError("no data blocks found", file=path, field="data_",
                          expected="at least one data_ block")
+    for name, block in blocks.items():
+        if isinstance(block, pd.DataFrame) and block.columns.duplicated().any():
+            dup = str(block.columns[block.columns.duplicated()][0])
+            raise InputError(f"column {dup} appears twice in data_{name}", file=path,
+                             field=dup, expected="each loop column once")
     return dict(blocks)
 
 
