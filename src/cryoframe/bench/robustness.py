@@ -16,8 +16,10 @@ Metrics
     ``pretrain`` (tiny NRCL config; encoder weights equal), ``particles pretrain`` (tiny MoCo
     run; encoder weights equal) and ``average`` (map and poses equal).
 ``rss_mb_1e4`` / ``rss_mb_1e5``
-    Peak resident memory of ``cryoframe embed`` over stores of 10,000 and 100,000
-    subtomograms, each in a fresh subprocess (``ru_maxrss``). To fit this CPU and disk the
+    Peak resident memory (``ru_maxrss``, fresh subprocess per run) of ``cryoframe embed`` and
+    of ``cryoframe average`` (one iteration, 90° grid, the store streamed in chunks) over
+    stores of 10,000 and 100,000 subtomograms: the larger of the two commands (each is also
+    reported, ``embed_rss_mb_*`` / ``average_rss_mb_*``). To fit this CPU and disk the
     stores hold 8³ volumes (mostly constant, so zstd compresses them) and the encoder is a
     tiny APT-ViT (8³, patch 4, one block) saved like a ``cryoframe pretrain`` encoder; the code
     path measured — store streaming, resampling, batched encoding, streaming ``.npz`` writing —
@@ -333,7 +335,8 @@ def _peak_rss_mb(cmd: list[str], cwd: Path) -> float:
 
 
 def embed_memory(sizes: tuple[int, int], root: Path, seed: int) -> dict:
-    """Peak RSS (MB) of ``cryoframe embed`` over stores of ``sizes`` rows; stores are deleted."""
+    """Peak RSS (MB) of ``cryoframe embed`` and ``cryoframe average`` over stores of ``sizes``
+    rows (one fresh subprocess per command and size); stores are deleted afterwards."""
     root.mkdir(parents=True, exist_ok=True)
     weights = root / "tiny_encoder.pt"
     _tiny_encoder(weights)
@@ -348,8 +351,16 @@ def embed_memory(sizes: tuple[int, int], root: Path, seed: int) -> dict:
                             str(weights), "--batch-size", "256"], root)
         with np.load(root / f"e{n}.npz") as z:
             assert z["embeddings"].shape == (n, 32), z["embeddings"].shape
-        out[n] = {"rss_mb": rss, "seconds": time.perf_counter() - t0}
+        out[n] = {"embed_rss_mb": rss, "embed_seconds": time.perf_counter() - t0}
+        progress(f"robustness: averaging {n} rows")
+        t0 = time.perf_counter()
+        out[n]["average_rss_mb"] = _peak_rss_mb(
+            ["average", str(store), "--out", str(root / f"avg{n}"), "--step-deg", "90",
+             "--max-iterations", "1", "--no-wedge"], root)
+        out[n]["average_seconds"] = time.perf_counter() - t0
+        out[n]["rss_mb"] = max(out[n]["embed_rss_mb"], out[n]["average_rss_mb"])
         shutil.rmtree(store)
+        shutil.rmtree(root / f"avg{n}", ignore_errors=True)
         (root / f"e{n}.npz").unlink()
     return out
 
@@ -400,6 +411,10 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
         mem = embed_memory(sizes, tmp / "mem", seed)
         metrics["rss_mb_1e4"] = mem[sizes[0]]["rss_mb"]
         metrics["rss_mb_1e5"] = mem[sizes[1]]["rss_mb"]
+        for cmd in ("embed", "average"):
+            metrics[f"{cmd}_rss_mb_1e4"] = mem[sizes[0]][f"{cmd}_rss_mb"]
+            metrics[f"{cmd}_rss_mb_1e5"] = mem[sizes[1]][f"{cmd}_rss_mb"]
+            units[f"{cmd}_rss_mb_1e4"] = units[f"{cmd}_rss_mb_1e5"] = "MB"
         units.update(rss_mb_1e4="MB", rss_mb_1e5="MB", kill_resume_total="commands",
                      kill_resume_passed="commands")
         details["memory"] = {"sizes": list(sizes), "runs": {str(k): v for k, v in mem.items()},

@@ -34,12 +34,66 @@ def _fsc_png(path: Path, res, px: float, gt_sign: int = 1) -> None:
     plt.close(fig)
 
 
+class _SignedStore:
+    """A store source whose volumes are negated (``--invert-data``)."""
+
+    def __init__(self, src, sign: float) -> None:
+        self.src, self.sign = src, sign
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def get(self, indices):
+        b = dict(self.src.get(indices))
+        b["clean"] = b["clean"] * self.sign
+        return b
+
+
+def _store_input(path: Path, pixel_size, class_number, invert_data: bool):
+    """A CryoEngine store as a lazily read source plus a particle table for the output STAR."""
+    import numpy as np
+    import pandas as pd
+
+    from cryoframe._errors import InputError
+    from cryoframe.io.star import ParticleTable
+    from cryoframe.tasks.average import VolumeSource
+    from cryoframe.train.subtomo_data import StoreSource
+
+    if class_number is not None:
+        raise InputError("--class needs a STAR input", field="--class",
+                         expected="a STAR file (cryoframe classify output)")
+    src = StoreSource(path)
+    px = pixel_size or src.store.attrs.get("voxel_size_angstrom")
+    if not px:
+        raise InputError("store has no voxel size", file=path, field="voxel_size_angstrom",
+                         expected="a store written by cryoframe simulate, or --pixel-size")
+    df = pd.DataFrame({"rlnImageName": [f"{i}@{path.name}" for i in src.rows],
+                       "cryoframeStoreRow": src.rows.astype(np.int64)})
+    vols = VolumeSource(_SignedStore(src, -1.0) if invert_data else src)
+    return ParticleTable(particles=df), vols, float(px)
+
+
+def _mean_volume(vols, chunk: int = 256):
+    """Mean of `(N, n, n, n)` particles or of a :class:`VolumeSource`, read in chunks."""
+    import numpy as np
+    import torch
+
+    if not hasattr(vols, "chunks"):
+        return vols.mean(0)
+    acc = torch.zeros(vols.box, vols.box, vols.box, dtype=torch.float64)
+    for _, p in vols.chunks(np.arange(len(vols)), chunk):
+        acc += p.double().sum(0)
+    return (acc / len(vols)).float()
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``average`` command."""
 
     @app.command("average")
     def average(
-        star: Path = typer.Argument(..., help="RELION STAR naming one MRC per subtomogram."),
+        star: Path = typer.Argument(
+            ..., help="RELION STAR naming one MRC per subtomogram, or a CryoEngine store "
+            "folder (streamed: memory does not grow with the number of subtomograms)."),
         out: Path = typer.Option(..., "--out", help="Output folder."),
         aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
         weights: Path = typer.Option(None, "--weights", help="Pair-encoder checkpoint (learned)."),
@@ -68,7 +122,8 @@ def register(app: typer.Typer) -> None:
         """Align every subtomogram to its half set's evolving reference and average.
 
         Writes half1.mrc, half2.mrc (registered onto half 1), map.mrc, fsc.png, particles.star
-        (poses as RELION angles/origins, rlnRandomSubset = half) and average_run.json.
+        (poses as RELION angles/origins, rlnRandomSubset = half), average_checkpoint.pt (a
+        killed run started again continues from it) and average_run_<time>.json.
         """
         import dataclasses
 
@@ -84,12 +139,16 @@ def register(app: typer.Typer) -> None:
 
         console = Console()
         log = console.print
-        table, vols, px = load_subtomograms(star, pixel_size_angstrom, class_number,
-                                            class_column)
-        n = vols.shape[-1]
+        if star.is_dir():
+            table, vols, px = _store_input(star, pixel_size_angstrom, class_number, invert_data)
+        else:
+            table, vols, px = load_subtomograms(star, pixel_size_angstrom, class_number,
+                                                class_column)
+            if invert_data:
+                vols = -vols
         if invert_data:
-            vols = -vols
             log("contrast: data inverted as requested (--invert-data); the map follows")
+        n = vols.box if hasattr(vols, "box") else vols.shape[-1]
         if aligner == "fft":
             al = FFTAligner(step_deg=step_deg, refine_steps=4, max_shift_px=max_shift_px)
         elif aligner == "learned":
@@ -103,7 +162,7 @@ def register(app: typer.Typer) -> None:
         if ground_truth is not None:
             gt = read_reference(ground_truth, n, px, log)
             _, gt_sign, contrast_msg, _ = contrast_signs(
-                vols, gt, invert_reference, False, auto_contrast, log,
+                _mean_volume(vols), gt, invert_reference, False, auto_contrast, log,
                 reference_name="ground truth")
             gt = gt * gt_sign
         sign_note = "" if gt_sign == 1 else " against the inverted truth"
@@ -137,7 +196,7 @@ def register(app: typer.Typer) -> None:
         if res.resolution_vs_gt_angstrom is not None:
             console.print(f"FSC-0.5 against the ground truth{sign_note or ' (sign +1)'}: "
                           f"{res.resolution_vs_gt_angstrom:.1f} Å")
-        console.print(f"{len(vols)} subtomograms, {len(res.history)} iterations, "
+        console.print(f"{len(res.rotations)} subtomograms, {len(res.history)} iterations, "
                       f"{res.wall_s:.0f} s: FSC-0.143 {res.resolution_halfmap_angstrom:.1f} Å "
                       f"(random-pose control {res.resolution_random_pose_angstrom:.1f} Å); "
                       f"wrote {out}")
