@@ -256,3 +256,21 @@ def test_classify_reports_an_honest_estimate():
     lo, hi = est.unlabelled_ci95
     assert lo - 3 < true_unl < hi + 3
     assert est.shift_auc > 0.65 and "not representative" in est.describe()
+
+
+def test_classify_and_cluster_cli_state_estimate_and_sampling(dark, tmp_path):
+    root, star, cls, *_ = dark
+    df = read_particles(star).particles.copy()
+    df["rlnImageName"] = [str(root / n) for n in df["rlnImageName"]]
+    df.loc[8:, "rlnClassNumber"] = 0  # half labelled
+    lab = tmp_path / "half.star"
+    write_star(lab, {"particles": df})
+    out = tmp_path / "classified.star"
+    assert main(["classify", str(lab), "--out", str(out), "--features", "invariant",
+                 "--protocol", "knn", "--folds", "2"]) == 0
+    rec = json.loads(next(tmp_path.glob("classify_run_*.json")).read_text())["config"]
+    est = rec["accuracy_estimate"]
+    assert est["unlabelled_percent"] is not None and len(est["cv_ci95"]) == 2
+    assert est["cv_ci95"][0] <= est["cv_percent"] <= est["cv_ci95"][1]
+    # the encoder path resamples 16³ at 20 Å to the encoder's 32³ at 10 Å instead of refusing
+    assert main(["cluster", str(lab), "-k", "2", "--out", str(tmp_path / "c.star")]) == 0
