@@ -274,3 +274,15 @@ def test_classify_and_cluster_cli_state_estimate_and_sampling(dark, tmp_path):
     assert est["cv_ci95"][0] <= est["cv_percent"] <= est["cv_ci95"][1]
     # the encoder path resamples 16³ at 20 Å to the encoder's 32³ at 10 Å instead of refusing
     assert main(["cluster", str(lab), "-k", "2", "--out", str(tmp_path / "c.star")]) == 0
+
+
+def test_align_resamples_a_finer_reference(dark, tmp_path):
+    """A 32³ reference at 10 Å against 16³ data at 20 Å: resampled, not refused or misread."""
+    root, star, cls, rots, *_ = dark
+    fine = tmp_path / "ref_10A.mrc"
+    write_mrc(fine, _template("1U6G", 32).numpy(), 10.0)
+    out = tmp_path / "aligned.star"
+    assert main(["align", str(star), "--class", "1", "--reference", str(fine), "--out",
+                 str(out), "--step-deg", "30"]) == 0
+    r, _ = poses_from_particles(read_particles(out), pixel_size_angstrom=PX)
+    assert float(geodesic_distance_deg(r.float(), rots[cls == 0]).median()) < 15.0

@@ -14,8 +14,12 @@ from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.geometry.rotations import geodesic_distance_deg, random_rotations
 from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
 from cryoframe.io.mrc import read_mrc
-from cryoframe.tasks.average import (average_subtomograms, fsc_filter, soft_sphere_mask,
-                                     weighted_average)
+from cryoframe.tasks.average import (
+    average_subtomograms,
+    fsc_filter,
+    soft_sphere_mask,
+    weighted_average,
+)
 
 
 def _map(n: int) -> torch.Tensor:
@@ -37,7 +41,8 @@ def test_basic_volume_routines(n):
     assert torch.allclose(rotate_volumes(v, torch.eye(3)[None])[0], v, atol=tol)
     # FSC of a map with itself is 1, resolution Nyquist
     freq, curve = fsc(v, v)
-    assert len(curve) == n // 2 + 1 and torch.allclose(curve[1:].float(), torch.ones(n // 2), atol=1e-5)
+    assert len(curve) == n // 2 + 1
+    assert torch.allclose(curve[1:].float(), torch.ones(n // 2), atol=1e-5)
     assert resolution_at(freq, curve, 0.143, 10.0) == pytest.approx(10.0 * n / (n // 2), rel=0.2)
     # FSC filter with FSC = 1 leaves the map unchanged
     # FSC = 1 in every shell: only the cube's corners beyond the last shell are removed

@@ -16,7 +16,7 @@ Metrics
     ``pretrain`` (tiny NRCL config; encoder weights equal), ``particles pretrain`` (tiny MoCo
     run; encoder weights equal) and ``average`` (map and poses equal).
 ``rss_mb_1e4`` / ``rss_mb_1e5``
-    Peak resident memory (``ru_maxrss``, fresh subprocess per run) of ``cryoframe embed`` and
+    Peak resident memory (``VmHWM``, fresh subprocess per run) of ``cryoframe embed`` and
     of ``cryoframe average`` (one iteration, 90° grid, the store streamed in chunks) over
     stores of 10,000 and 100,000 subtomograms: the larger of the two commands (each is also
     reported, ``embed_rss_mb_*`` / ``average_rss_mb_*``). To fit this CPU and disk the
@@ -321,10 +321,13 @@ def _make_store(path: Path, n: int, seed: int) -> None:
 
 
 def _peak_rss_mb(cmd: list[str], cwd: Path) -> float:
-    code = ("import resource, runpy, sys; sys.argv = " + repr(["cryoframe", *cmd]) + "\n"
+    # VmHWM (peak RSS of this address space) rather than ru_maxrss: Linux carries ru_maxrss
+    # over from the parent across fork + exec, so a large parent would hide the child's peak.
+    code = ("import sys; sys.argv = " + repr(["cryoframe", *cmd]) + "\n"
             "from cryoframe.cli.main import main\n"
             "rc = main(sys.argv[1:])\n"
-            "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+            "hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')]\n"
+            "print('PEAK_RSS_KB', hwm[0].split()[1])\n"
             "sys.exit(rc)\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=_env(), capture_output=True,
                          text=True, timeout=3600)

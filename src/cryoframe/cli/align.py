@@ -56,8 +56,13 @@ def register(app: typer.Typer) -> None:
 
         from cryoframe._errors import InputError
         from cryoframe.baselines.fft_align import FFTAligner
-        from cryoframe.cli._subtomos import (contrast_signs, load_subtomograms, read_reference,
-                                             run_record, wedge)
+        from cryoframe.cli._subtomos import (
+            contrast_signs,
+            load_subtomograms,
+            read_reference,
+            run_record,
+            wedge,
+        )
         from cryoframe.io.star import particles_with_poses, write_particles
 
         console = Console()

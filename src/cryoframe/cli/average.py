@@ -131,8 +131,14 @@ def register(app: typer.Typer) -> None:
 
         from cryoframe._errors import InputError
         from cryoframe.baselines.fft_align import FFTAligner
-        from cryoframe.cli._subtomos import (contrast_signs, encoder_from, load_subtomograms,
-                                             read_reference, run_record, wedge)
+        from cryoframe.cli._subtomos import (
+            contrast_signs,
+            encoder_from,
+            load_subtomograms,
+            read_reference,
+            run_record,
+            wedge,
+        )
         from cryoframe.io.mrc import write_mrc
         from cryoframe.io.star import particles_with_poses, write_particles
         from cryoframe.tasks.average import average_subtomograms

@@ -68,8 +68,13 @@ def register(app: typer.Typer) -> None:
         from cryoframe.cli._subtomos import features as embed
         from cryoframe.cli._subtomos import load_subtomograms, run_record
         from cryoframe.io.star import write_particles
-        from cryoframe.tasks.classify import (confusion_matrix, knn_classifier, linear_probe,
-                                              predict_mlp_head, train_mlp_head)
+        from cryoframe.tasks.classify import (
+            confusion_matrix,
+            knn_classifier,
+            linear_probe,
+            predict_mlp_head,
+            train_mlp_head,
+        )
 
         console = Console()
         table, vols, px = load_subtomograms(star, pixel_size_angstrom)

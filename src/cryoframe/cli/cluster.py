@@ -29,8 +29,12 @@ def register(app: typer.Typer) -> None:
         from cryoframe.cli._subtomos import features as embed
         from cryoframe.cli._subtomos import load_subtomograms, run_record
         from cryoframe.io.star import write_particles
-        from cryoframe.tasks.cluster import (cluster_embeddings, embed_2d, plot_clusters,
-                                             umap_available)
+        from cryoframe.tasks.cluster import (
+            cluster_embeddings,
+            embed_2d,
+            plot_clusters,
+            umap_available,
+        )
 
         console = Console()
         table, vols, px = load_subtomograms(star, pixel_size_angstrom)

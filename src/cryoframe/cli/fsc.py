@@ -68,11 +68,11 @@ def run_fsc(
         ``resolution_angstrom``, ``nyquist_limited``, ``pixel_size_angstrom``, ``threshold``,
         ``freq_per_angstrom``, ``fsc`` (lists) and ``cfar`` when requested.
     """
+    import numpy as np
+
     from cryoframe._errors import InputError
     from cryoframe.fourier.fsc import cfar, fsc, fsc_crossing
     from cryoframe.io.mrc import read_mrc
-
-    import numpy as np
 
     if not 0 < threshold < 1:
         raise InputError(f"invalid threshold {threshold}", field="--threshold",

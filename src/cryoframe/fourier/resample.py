@@ -48,7 +48,8 @@ class ResamplePlan:
     @property
     def sampling_error(self) -> float:
         """Relative difference between the achieved and the target voxel size."""
-        return abs(self.pixel_out_angstrom - self.target_pixel_angstrom) / self.target_pixel_angstrom
+        target = self.target_pixel_angstrom
+        return abs(self.pixel_out_angstrom - target) / target
 
     def describe(self) -> str:
         """One line saying what is done to the data."""
