@@ -286,3 +286,27 @@ def test_align_resamples_a_finer_reference(dark, tmp_path):
                  str(out), "--step-deg", "30"]) == 0
     r, _ = poses_from_particles(read_particles(out), pixel_size_angstrom=PX)
     assert float(geodesic_distance_deg(r.float(), rots[cls == 0]).median()) < 15.0
+
+
+def test_embed_uses_a_91_box_at_1_angstrom(tmp_path):
+    """The issue's case: a 91³ volume at 1 Å is resampled (90³ → 9³ at 10 Å, padded to 32³)."""
+    g = torch.Generator().manual_seed(0)
+    write_mrc(tmp_path / "v91.mrc", torch.randn(91, 91, 91, generator=g).numpy(), 1.0)
+    out = tmp_path / "e.npz"
+    assert main(["embed", str(tmp_path / "v91.mrc"), "--out", str(out)]) == 0
+    z = np.load(out)
+    assert "90³" in str(z["resampling"]) and "9³" in str(z["resampling"])
+    assert np.isfinite(z["embeddings"]).all()
+
+
+@pytest.mark.slow
+def test_average_five_91_boxes():
+    """The issue's failing call: five 91³ subtomograms (coarse search box 45)."""
+    from cryoframe.baselines.fft_align import FFTAligner
+    from cryoframe.tasks.average import average_subtomograms
+
+    g = torch.Generator().manual_seed(0)
+    res = average_subtomograms(torch.randn(5, 91, 91, 91, generator=g),
+                               FFTAligner(step_deg=90, refine_steps=1), max_iterations=1,
+                               min_iterations=1, random_pose_control=False)
+    assert res.map.shape == (91, 91, 91)
