@@ -310,3 +310,12 @@ def test_average_five_91_boxes():
                                FFTAligner(step_deg=90, refine_steps=1), max_iterations=1,
                                min_iterations=1, random_pose_control=False)
     assert res.map.shape == (91, 91, 91)
+
+
+def test_average_learned_aligner_works_at_the_encoder_sampling(dark, tmp_path):
+    root, star, *_ = dark
+    out = tmp_path / "avg_learned"
+    assert main(["average", str(star), "--class", "1", "--out", str(out), "--aligner",
+                 "learned", "--max-iterations", "1"]) == 0
+    m = read_mrc(out / "map.mrc")
+    assert m.data.shape == (32, 32, 32) and abs(m.voxel_size_angstrom - 10.0) < 1e-3

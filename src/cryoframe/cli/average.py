@@ -158,9 +158,25 @@ def register(app: typer.Typer) -> None:
         if aligner == "fft":
             al = FFTAligner(step_deg=step_deg, refine_steps=4, max_shift_px=max_shift_px)
         elif aligner == "learned":
+            from cryoframe.cli._subtomos import encoder_and_sampling, to_encoder_sampling
+            from cryoframe.fourier.resample import plan_resample
             from cryoframe.tasks.align import LearnedAligner
 
-            al = LearnedAligner(encoder_from(weights), refine=True, max_shift_px=max_shift_px)
+            encoder_from(weights)  # the clear error when no weights are installed
+            enc, enc_px = encoder_and_sampling(weights)
+            if hasattr(vols, "box"):  # a streamed store must already be at the encoder's sampling
+                if not plan_resample(n, px, enc_px, enc.volume_size, file=star).identity:
+                    raise InputError(
+                        f"store at {px:g} Å/voxel, {n}³", file=star, field="voxel size",
+                        expected=f"{enc_px:g} Å/voxel, {enc.volume_size}³ for --aligner learned "
+                        "(or --aligner fft)")
+            else:
+                vols, plan = to_encoder_sampling(vols, px, enc.volume_size, enc_px, file=star,
+                                                 log=log)
+                px, n = plan.pixel_out_angstrom, vols.shape[-1]
+                if not plan.identity:
+                    log(f"sampling: the map is made at {px:g} Å/voxel, {n}³ (the encoder's)")
+            al = LearnedAligner(enc, refine=True, max_shift_px=max_shift_px)
         else:
             raise InputError(f"unknown aligner '{aligner}'", field="--aligner",
                              expected="fft or learned")

@@ -62,8 +62,17 @@ def _star_source(path: Path, batch_size: int, pixel_size: float | None,
                          expected="one subtomogram MRC per particle")
     names = df["rlnImageName"].astype(str).tolist()
     px = pixel_size or table_pixel_size(table)
-    if px is None:
-        px = read_mrc(resolve(path, names[0]), mmap=True).voxel_size_angstrom if names else 1.0
+    if names:
+        first = resolve(path, names[0])
+        px_hdr = read_mrc(first, mmap=True).voxel_size_angstrom
+        if px is None:
+            px = px_hdr
+        elif pixel_size is None and abs(px_hdr - 1.0) > 1e-6 and abs(px - px_hdr) > 0.01 * px:
+            raise InputError(f"table says {px:g} Å/voxel, MRC header {px_hdr:g} Å", file=path,
+                             field="rlnImagePixelSize",
+                             expected="the same voxel size in the STAR and the MRC headers "
+                             "(or --pixel-size)")
+    px = px or 1.0
 
     def batches():
         for s in range(0, len(names), batch_size):
