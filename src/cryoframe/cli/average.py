@@ -187,8 +187,11 @@ def register(app: typer.Typer) -> None:
                 _mean_volume(vols), gt, invert_reference, False, auto_contrast, log,
                 reference_name="ground truth")
             gt = gt * gt_sign
-        sign_note = "" if gt_sign == 1 else " against the inverted truth"
+        sign_note = f", truth sign {gt_sign:+d}"
         out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / "average_checkpoint.pt").exists():
+            log(f"continuing from {out / 'average_checkpoint.pt'} if it was made from these "
+                "particles and settings (--restart starts over)")
         res = average_subtomograms(
             vols, al, particle_mask=wedge(n, tilt_min_deg, tilt_max_deg, no_wedge),
             pixel_size_angstrom=px, ground_truth=gt, max_iterations=max_iterations, init=init,
@@ -216,7 +219,7 @@ def register(app: typer.Typer) -> None:
                                     "data_sign": -1 if invert_data else 1,
                                     "res_vs_gt_angstrom": res.resolution_vs_gt_angstrom})
         if res.resolution_vs_gt_angstrom is not None:
-            console.print(f"FSC-0.5 against the ground truth{sign_note or ' (sign +1)'}: "
+            console.print(f"FSC-0.5 against the ground truth (truth sign {gt_sign:+d}): "
                           f"{res.resolution_vs_gt_angstrom:.1f} Å")
         console.print(f"{len(res.rotations)} subtomograms, {len(res.history)} iterations, "
                       f"{res.wall_s:.0f} s: FSC-0.143 {res.resolution_halfmap_angstrom:.1f} Å "

@@ -397,7 +397,8 @@ def average_subtomograms(
         s1, s2 = s1 + float(p.double().sum()), s2 + float((p.double() ** 2).sum())
     fingerprint = [n_part, n, seed, init, max_iterations, min_iterations, regularisation, s1, s2,
                    None if particle_mask is None else float(torch.as_tensor(particle_mask).sum()),
-                   type(aligner).__name__, getattr(aligner, "step_deg", None)]
+                   type(aligner).__name__, getattr(aligner, "step_deg", None),
+                   None if gt is None else float(gt.double().sum())]
     first_it, stopped = 1, False
     state = _load_checkpoint(checkpoint, fingerprint) if (checkpoint and resume) else None
     if state is not None:
