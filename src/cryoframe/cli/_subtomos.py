@@ -111,6 +111,66 @@ def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
     return table, torch.as_tensor(np.stack(vols)), float(px)
 
 
+class StarVolumes:
+    """The subtomograms of a particle table, read from their MRC files on demand.
+
+    ``get(indices)`` returns ``{"clean": (k, n, n, n) float32}`` like a store source, so
+    :class:`cryoframe.tasks.average.VolumeSource` streams a STAR of any length in chunks.
+    """
+
+    def __init__(self, star: Path, names: list[str], box: int) -> None:
+        self.star, self.names, self.box = star, names, box
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def get(self, indices) -> dict:
+        from cryoframe.io.mrc import read_mrc
+
+        vols = []
+        for i in np.asarray(indices, dtype=np.int64):
+            path = resolve(self.star, self.names[int(i)])
+            v = np.asarray(read_mrc(path).data, dtype=np.float32)
+            if v.shape != (self.box,) * 3:
+                raise InputError(f"box {v.shape}", file=path, field="data",
+                                 expected=f"({self.box}, {self.box}, {self.box}) like the others")
+            vols.append(v)
+        return {"clean": torch.as_tensor(np.stack(vols))}
+
+
+def open_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
+                      class_number: int | None = None, class_column: str = "rlnClassNumber"):
+    """Like :func:`load_subtomograms` but lazy: ``(table, StarVolumes, pixel size)``.
+
+    Only the first subtomogram is read here (box and header voxel size); the others are read
+    when used.
+    """
+    from cryoframe.io.mrc import read_mrc
+    from cryoframe.io.star import read_particles, require_columns
+
+    table = select_class(read_particles(star), star, class_number, class_column)
+    df = table.particles
+    require_columns(df, ["rlnImageName"], file=star, what="subtomogram particle table")
+    names = df["rlnImageName"].astype(str).tolist()
+    if not names:
+        raise InputError("no particles in the table", file=star, field="data_particles")
+    first = resolve(star, names[0])
+    m = read_mrc(first, mmap=True)
+    if m.data.ndim != 3 or len(set(m.data.shape)) != 1:
+        raise InputError(f"subtomogram of shape {m.data.shape}", file=first, field="data",
+                         expected="a cubic 3D volume")
+    px, px_hdr = pixel_size_angstrom, m.voxel_size_angstrom
+    if px is None:
+        px = table_pixel_size(table)
+        if px is not None and abs(px_hdr - 1.0) > 1e-6 and abs(px - px_hdr) > 0.01 * px:
+            raise InputError(f"table says {px:g} Å/voxel, MRC header {px_hdr:g} Å", file=star,
+                             field="rlnImagePixelSize",
+                             expected="the same voxel size in the STAR and the MRC headers "
+                             "(or --pixel-size)")
+    px = px or px_hdr
+    return table, StarVolumes(star, names, int(m.data.shape[0])), float(px)
+
+
 #: Voxel size of the data the shipped encoder and ``cryoframe pretrain`` were trained on (the
 #: pretraining simulators run at 10 Å/voxel); an encoder file may override it in its metadata.
 ENCODER_VOXEL_SIZE_ANGSTROM = 10.0

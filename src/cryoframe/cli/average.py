@@ -93,7 +93,8 @@ def register(app: typer.Typer) -> None:
     def average(
         star: Path = typer.Argument(
             ..., help="RELION STAR naming one MRC per subtomogram, or a CryoEngine store "
-            "folder (streamed: memory does not grow with the number of subtomograms)."),
+            "folder (both streamed in chunks: memory does not grow with the number of "
+            "subtomograms)."),
         out: Path = typer.Option(..., "--out", help="Output folder."),
         aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
         weights: Path = typer.Option(None, "--weights", help="Pair-encoder checkpoint (learned)."),
@@ -147,11 +148,18 @@ def register(app: typer.Typer) -> None:
         log = console.print
         if star.is_dir():
             table, vols, px = _store_input(star, pixel_size_angstrom, class_number, invert_data)
-        else:
+        elif aligner == "learned":  # resampled to the encoder's sampling in memory
             table, vols, px = load_subtomograms(star, pixel_size_angstrom, class_number,
                                                 class_column)
             if invert_data:
                 vols = -vols
+        else:  # streamed from the MRC files in chunks
+            from cryoframe.cli._subtomos import open_subtomograms
+            from cryoframe.tasks.average import VolumeSource
+
+            table, lazy, px = open_subtomograms(star, pixel_size_angstrom, class_number,
+                                                class_column)
+            vols = VolumeSource(_SignedStore(lazy, -1.0) if invert_data else lazy)
         if invert_data:
             log("contrast: data inverted as requested (--invert-data); the map follows")
         n = vols.box if hasattr(vols, "box") else vols.shape[-1]
