@@ -109,7 +109,7 @@ def test_cli_simulate_train_evaluate(tmp_path):
                  "--epochs", "2", "--batch-size", "8"]) == 0
     assert main(["hetero", "train", str(data_dir), "--out", str(run), "--decoder", "mlp",
                  "--epochs", "3", "--batch-size", "8", "--resume"]) == 0
-    state = torch.load(run / "checkpoint.pt", weights_only=False)
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
     assert main(["hetero", "evaluate", str(run), "--n-models", "5"]) == 0
     st = gemmi.read_structure(str(run / "models.pdb"))

@@ -62,8 +62,9 @@ def test_embed_cli_mrc_and_star(run_dir, tmp_path):
     assert np.allclose(np.load(single)["embeddings"][0], ref[1], atol=1e-5)
 
 
-def test_embed_cli_rejects_wrong_box(run_dir, tmp_path):
-    write_mrc(tmp_path / "small.mrc", np.zeros((16, 16, 16), np.float32), voxel_size_angstrom=10)
+def test_embed_cli_rejects_box_it_cannot_resample(run_dir, tmp_path):
+    # 16³ at 1 Å spans 1.6 voxels at the encoder's 10 Å: refused, nothing written
+    write_mrc(tmp_path / "small.mrc", np.zeros((16, 16, 16), np.float32), voxel_size_angstrom=1)
     code = main(["embed", str(tmp_path / "small.mrc"), "--out", str(tmp_path / "e.npz"),
                  "--weights", str(run_dir / "run" / "encoder.pt")])
     assert code == 2 and not (tmp_path / "e.npz").exists()

@@ -129,7 +129,7 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
     import torch.multiprocessing as mp
 
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 2 and len(ck["rng"]) == 2
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
     # logged losses are all-reduced means: identical on both ranks

@@ -93,7 +93,9 @@ def _crop_rfft(spec: Tensor, m: int) -> Tensor:
     if m == n:
         return spec
     h = m // 2
-    idx = torch.cat([torch.arange(h), torch.arange(n - h, n)])
+    # non-negative frequencies 0..(m-1)//2 and negative ones -h..-1: m indices for odd and
+    # even m alike (an even crop keeps its Nyquist plane on the negative side).
+    idx = torch.cat([torch.arange((m + 1) // 2), torch.arange(n - h, n)])
     return spec.index_select(-3, idx).index_select(-2, idx)[..., : h + 1]
 
 

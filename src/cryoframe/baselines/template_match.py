@@ -25,6 +25,7 @@ def template_match_scores(
     particle_mask: Tensor | None = None,
     aligner: FFTAligner | None = None,
     batch_size: int = 64,
+    contrast: str = "auto",
 ) -> np.ndarray:
     """Best constrained correlation of each volume with each template.
 
@@ -40,6 +41,11 @@ def template_match_scores(
         Search settings; default a 40° grid with 2 refinement steps.
     batch_size : int
         Volumes aligned at once.
+    contrast : {"auto", "as-is", "invert"}
+        Relation between the templates and the data: ``"auto"`` measures it
+        (:func:`cryoframe.fourier.contrast.contrast_relation`, data against the mean template)
+        and inverts the templates when it is opposite, with a :class:`UserWarning` saying so;
+        ``"invert"`` always negates them; ``"as-is"`` never does.
 
     Returns
     -------
@@ -51,6 +57,21 @@ def template_match_scores(
     if x.ndim != 4 or t.ndim != 4 or x.shape[1:] != t.shape[1:]:
         raise InputError(f"volumes {tuple(x.shape)} and templates {tuple(t.shape)}",
                          field="templates", expected="(N, n, n, n) and (C, n, n, n), same n")
+    if contrast not in ("auto", "as-is", "invert"):
+        raise InputError(f"unknown contrast mode '{contrast}'", field="contrast",
+                         expected="auto, as-is or invert")
+    if contrast == "invert":
+        t = -t
+    elif contrast == "auto":
+        import warnings
+
+        from cryoframe.fourier.contrast import contrast_relation
+
+        rel = contrast_relation(x, t.mean(0))
+        if rel.sign < 0:
+            t = -t
+            warnings.warn(f"template matching: data and templates have {rel.describe()}; "
+                          "templates inverted (contrast='as-is' keeps them)", stacklevel=2)
     aligner = aligner or FFTAligner(step_deg=40.0, refine_steps=2)
     out = np.zeros((x.shape[0], t.shape[0]), dtype=np.float32)
     for c in range(t.shape[0]):

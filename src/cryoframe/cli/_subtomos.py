@@ -28,8 +28,42 @@ def resolve(star: Path, name: str) -> Path:
                      expected="a path relative to the STAR file or the working directory")
 
 
-def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None):
-    """Read the particle table and its subtomograms.
+def select_class(table, star: Path, class_number: int | None, column: str = "rlnClassNumber"):
+    """Keep only the rows whose ``column`` equals ``class_number`` (``None``: all rows)."""
+    import dataclasses
+
+    import pandas as pd
+
+    if class_number is None:
+        return table
+    df = table.particles
+    if column not in df.columns:
+        raise InputError("no class column to select from", file=star, field=column,
+                         expected=f"a column {column} (e.g. from cryoframe classify)")
+    keep = pd.to_numeric(df[column], errors="coerce").to_numpy() == class_number
+    if not keep.any():
+        found = sorted(set(pd.to_numeric(df[column], errors="coerce").dropna().astype(int)))
+        raise InputError(f"no rows of class {class_number}", file=star, field=column,
+                         expected=f"one of {found[:20]}")
+    return dataclasses.replace(table, particles=df[keep].reset_index(drop=True))
+
+
+def table_pixel_size(table) -> float | None:
+    """Voxel size from ``rlnImagePixelSize`` / ``rlnTomoSubtomogramPixelSize`` / ``rlnPixelSize``
+    (particle columns or optics groups), else ``None``."""
+    df = table.particles
+    for col in ("rlnImagePixelSize", "rlnTomoSubtomogramPixelSize", "rlnPixelSize"):
+        for frame in (df, table.optics):
+            if frame is not None and col in frame.columns and len(frame):
+                v = float(frame[col].iloc[0])
+                if np.isfinite(v) and v > 0:
+                    return v
+    return None
+
+
+def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
+                      class_number: int | None = None, class_column: str = "rlnClassNumber"):
+    """Read the particle table (optionally one class) and its subtomograms.
 
     Returns
     -------
@@ -37,23 +71,25 @@ def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None):
     volumes : Tensor
         `(N, n, n, n)` float32.
     pixel_size_angstrom : float
-        From ``--pixel-size``, else the table (``rlnImagePixelSize``), else the MRC header.
+        From ``--pixel-size``, else the table (``rlnImagePixelSize``, optics), else the MRC
+        header. A table and header that disagree by more than 1 % are refused.
     """
     from cryoframe.io.mrc import read_mrc
     from cryoframe.io.star import read_particles, require_columns
 
-    table = read_particles(star)
+    table = select_class(read_particles(star), star, class_number, class_column)
     df = table.particles
     require_columns(df, ["rlnImageName"], file=star, what="subtomogram particle table")
     vols, px_hdr = [], None
     for name in df["rlnImageName"].astype(str):
-        m = read_mrc(resolve(star, name))
+        path = resolve(star, name)
+        m = read_mrc(path)
         v = np.asarray(m.data, dtype=np.float32)
         if v.ndim != 3 or len(set(v.shape)) != 1:
-            raise InputError(f"subtomogram of shape {v.shape}", file=name, field="data",
+            raise InputError(f"subtomogram of shape {v.shape}", file=path, field="data",
                              expected="a cubic 3D volume")
         if vols and v.shape != vols[0].shape:
-            raise InputError(f"box {v.shape} differs from {vols[0].shape}", file=name,
+            raise InputError(f"box {v.shape} differs from {vols[0].shape}", file=path,
                              field="data", expected="all subtomograms of one box size")
         vols.append(v)
         px_hdr = px_hdr or m.voxel_size_angstrom
@@ -61,13 +97,13 @@ def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None):
         raise InputError("no particles in the table", file=star, field="data_particles")
     px = pixel_size_angstrom
     if px is None:
-        for col in ("rlnImagePixelSize", "rlnTomoSubtomogramPixelSize"):
-            if col in df.columns:
-                px = float(df[col].iloc[0])
-                break
-            if table.optics is not None and col in table.optics.columns:
-                px = float(table.optics[col].iloc[0])
-                break
+        px = table_pixel_size(table)
+        if px is not None and px_hdr and abs(px_hdr - 1.0) > 1e-6 and \
+                abs(px - px_hdr) > 0.01 * px:
+            raise InputError(f"table says {px:g} Å/voxel, MRC header {px_hdr:g} Å", file=star,
+                             field="rlnImagePixelSize",
+                             expected="the same voxel size in the STAR and the MRC headers "
+                             "(or --pixel-size)")
     px = px or px_hdr
     if not px or px <= 0:
         raise InputError("unknown pixel size", file=star, field="rlnImagePixelSize",
@@ -75,8 +111,96 @@ def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None):
     return table, torch.as_tensor(np.stack(vols)), float(px)
 
 
-def features(volumes: torch.Tensor, weights: Path | None, kind: str) -> tuple[np.ndarray, str]:
-    """Embeddings `(N, d)` of subtomograms: the pretrained encoder or invariant features."""
+class StarVolumes:
+    """The subtomograms of a particle table, read from their MRC files on demand.
+
+    ``get(indices)`` returns ``{"clean": (k, n, n, n) float32}`` like a store source, so
+    :class:`cryoframe.tasks.average.VolumeSource` streams a STAR of any length in chunks.
+    """
+
+    def __init__(self, star: Path, names: list[str], box: int) -> None:
+        self.star, self.names, self.box = star, names, box
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def get(self, indices) -> dict:
+        from cryoframe.io.mrc import read_mrc
+
+        vols = []
+        for i in np.asarray(indices, dtype=np.int64):
+            path = resolve(self.star, self.names[int(i)])
+            v = np.asarray(read_mrc(path).data, dtype=np.float32)
+            if v.shape != (self.box,) * 3:
+                raise InputError(f"box {v.shape}", file=path, field="data",
+                                 expected=f"({self.box}, {self.box}, {self.box}) like the others")
+            vols.append(v)
+        return {"clean": torch.as_tensor(np.stack(vols))}
+
+
+def open_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
+                      class_number: int | None = None, class_column: str = "rlnClassNumber"):
+    """Like :func:`load_subtomograms` but lazy: ``(table, StarVolumes, pixel size)``.
+
+    Only the first subtomogram is read here (box and header voxel size); the others are read
+    when used.
+    """
+    from cryoframe.io.mrc import read_mrc
+    from cryoframe.io.star import read_particles, require_columns
+
+    table = select_class(read_particles(star), star, class_number, class_column)
+    df = table.particles
+    require_columns(df, ["rlnImageName"], file=star, what="subtomogram particle table")
+    names = df["rlnImageName"].astype(str).tolist()
+    if not names:
+        raise InputError("no particles in the table", file=star, field="data_particles")
+    first = resolve(star, names[0])
+    m = read_mrc(first, mmap=True)
+    if m.data.ndim != 3 or len(set(m.data.shape)) != 1:
+        raise InputError(f"subtomogram of shape {m.data.shape}", file=first, field="data",
+                         expected="a cubic 3D volume")
+    px, px_hdr = pixel_size_angstrom, m.voxel_size_angstrom
+    if px is None:
+        px = table_pixel_size(table)
+        if px is not None and abs(px_hdr - 1.0) > 1e-6 and abs(px - px_hdr) > 0.01 * px:
+            raise InputError(f"table says {px:g} Å/voxel, MRC header {px_hdr:g} Å", file=star,
+                             field="rlnImagePixelSize",
+                             expected="the same voxel size in the STAR and the MRC headers "
+                             "(or --pixel-size)")
+    px = px or px_hdr
+    return table, StarVolumes(star, names, int(m.data.shape[0])), float(px)
+
+
+#: Voxel size of the data the shipped encoder and ``cryoframe pretrain`` were trained on (the
+#: pretraining simulators run at 10 Å/voxel); an encoder file may override it in its metadata.
+ENCODER_VOXEL_SIZE_ANGSTROM = 10.0
+
+
+def to_encoder_sampling(volumes: torch.Tensor, pixel_size_angstrom: float, box: int,
+                        encoder_pixel_angstrom: float = ENCODER_VOXEL_SIZE_ANGSTROM,
+                        file=None, log=None):
+    """Resample `(N, n, n, n)` volumes to the encoder's voxel size and box (or refuse).
+
+    Returns the resampled volumes and the :class:`~cryoframe.fourier.resample.ResamplePlan`.
+    """
+    from cryoframe.fourier.resample import plan_resample, resample_volumes
+
+    plan = plan_resample(volumes.shape[-1], pixel_size_angstrom, encoder_pixel_angstrom, box,
+                         file=file)
+    if log is not None and not plan.identity:
+        log(f"sampling: {plan.describe()} (the encoder was trained at "
+            f"{encoder_pixel_angstrom:g} Å/voxel, {box}³)")
+    return resample_volumes(volumes, plan), plan
+
+
+def features(volumes: torch.Tensor, weights: Path | None, kind: str,
+             pixel_size_angstrom: float | None = None, log=None, file=None
+             ) -> tuple[np.ndarray, str]:
+    """Embeddings `(N, d)` of subtomograms: the pretrained encoder or invariant features.
+
+    For the encoder the volumes are first brought to its voxel size and box
+    (:func:`to_encoder_sampling`); ``pixel_size_angstrom`` is the data's voxel size.
+    """
     if kind == "invariant":
         from cryoframe.baselines.invariant_features import invariant_features
 
@@ -84,16 +208,28 @@ def features(volumes: torch.Tensor, weights: Path | None, kind: str) -> tuple[np
     if kind != "encoder":
         raise InputError(f"unknown features '{kind}'", field="--features",
                          expected="'encoder' or 'invariant'")
-    encoder = encoder_from(weights)
+    encoder, enc_px = encoder_and_sampling(weights)
     from cryoframe.train.loop import embed_for_inference
 
-    size = encoder.volume_size
     x = volumes
-    if x.shape[-1] != size:
-        from cryoframe.fourier.filters import fourier_crop, fourier_pad
-
-        x = fourier_crop(x, size) if x.shape[-1] > size else fourier_pad(x, size)
+    if pixel_size_angstrom is not None:
+        x, _ = to_encoder_sampling(x, pixel_size_angstrom, encoder.volume_size, enc_px,
+                                   file=file, log=log)
+    elif x.shape[-1] != encoder.volume_size:
+        raise InputError(f"box {x.shape[-1]} without a voxel size", field="--pixel-size",
+                         expected=f"the data's voxel size to resample to {enc_px:g} Å")
     return embed_for_inference(encoder, x).numpy(), f"pair encoder ({weights or 'shipped'})"
+
+
+def encoder_and_sampling(weights: Path | None):
+    """``(encoder, voxel size in Å it was trained at)`` from ``--weights`` or the shipped file."""
+    from cryoframe.models.pretrained import load_pair_encoder_file, shipped_weights_path
+
+    if weights is None:
+        encoder_from(None)  # the clear error when no weights are installed
+        weights = shipped_weights_path()
+    enc, meta = load_pair_encoder_file(weights)
+    return enc, float(meta.get("voxel_size_angstrom", ENCODER_VOXEL_SIZE_ANGSTROM))
 
 
 def encoder_from(weights: Path | None):
@@ -120,11 +256,72 @@ def wedge(n: int, tilt_min_deg: float, tilt_max_deg: float, no_wedge: bool):
     return wedge_mask((n, n, n), tilt_min_deg, tilt_max_deg)
 
 
-def run_record(out_dir: Path, name: str, config: dict) -> None:
-    """Write ``<name>_run.json`` (version, argv, resolved options) atomically."""
+def run_record(out_dir: Path, name: str, config: dict) -> Path:
+    """Write ``<name>_run_<UTC time>.json`` (version, argv, resolved options) atomically.
+
+    Every run gets its own record; a later run never overwrites an earlier one.
+    """
+    import datetime as _dt
+
     from cryoframe import __version__
     from cryoframe._atomic import atomic_write_text
 
-    rec = {"command": name, "version": __version__, "argv": sys.argv, "config": config}
-    atomic_write_text(Path(out_dir) / f"{name}_run.json",
-                      json.dumps(rec, indent=2, default=str) + "\n")
+    now = _dt.datetime.now(_dt.timezone.utc)
+    stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
+    out_dir = Path(out_dir)
+    path = out_dir / f"{name}_run_{stamp}.json"
+    k = 1
+    while path.exists():
+        path = out_dir / f"{name}_run_{stamp}_{k}.json"
+        k += 1
+    rec = {"command": name, "version": __version__, "argv": sys.argv,
+           "time_utc": now.isoformat(), "config": config}
+    atomic_write_text(path, json.dumps(rec, indent=2, default=str) + "\n")
+    return path
+
+
+def read_reference(path: Path, box: int, pixel_size_angstrom: float, log=None,
+                   reference_pixel_size: float | None = None) -> torch.Tensor:
+    """Read a reference map and bring it to the data's voxel size and box.
+
+    The reference's voxel size comes from ``reference_pixel_size`` or its MRC header; a header
+    voxel size of 0 is taken to equal the data's (said in one line).
+    """
+    import warnings
+
+    from cryoframe.fourier.resample import plan_resample, resample_volumes
+    from cryoframe.io.mrc import MrcHeaderWarning, read_mrc_header, read_volume
+
+    hdr = read_mrc_header(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MrcHeaderWarning)
+        vol = read_volume(path)
+    data = np.asarray(vol.data, dtype=np.float32)
+    if len(set(data.shape)) != 1:
+        raise InputError(f"reference of shape {data.shape}", file=path, field="data",
+                         expected="a cubic map")
+    ref_px = reference_pixel_size
+    if ref_px is None:
+        ref_px = vol.voxel_size_angstrom if hdr.voxel_size_zyx_angstrom[2] > 0 else None
+        if ref_px is None:
+            ref_px = pixel_size_angstrom
+            if log is not None:
+                log(f"sampling: {path} has voxel size 0 in its header; taken as the data's "
+                    f"{pixel_size_angstrom:g} Å")
+    plan = plan_resample(data.shape[-1], ref_px, pixel_size_angstrom, box, file=path)
+    if log is not None and not plan.identity:
+        log(f"sampling: reference {plan.describe()}")
+    return resample_volumes(torch.as_tensor(data), plan)
+
+
+def contrast_signs(data: torch.Tensor, reference: torch.Tensor, invert_reference: bool,
+                   invert_data: bool, auto: bool, log, reference_name: str = "reference"):
+    """Measure the data/reference contrast relation and return ``(data_sign, ref_sign, line)``."""
+    from cryoframe.fourier.contrast import contrast_relation, resolve_contrast
+
+    rel = contrast_relation(data, reference)
+    d, r, msg = resolve_contrast(rel, invert_reference=invert_reference,
+                                 invert_data=invert_data, auto=auto,
+                                 reference_name=reference_name)
+    log(msg)
+    return d, r, msg, rel

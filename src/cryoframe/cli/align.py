@@ -27,8 +27,20 @@ def register(app: typer.Typer) -> None:
         tilt_min_deg: float = typer.Option(-60.0, "--tilt-min"),
         tilt_max_deg: float = typer.Option(60.0, "--tilt-max"),
         no_wedge: bool = typer.Option(False, "--no-wedge", help="Data has no missing wedge."),
-        pixel_size_angstrom: float = typer.Option(None, "--pixel-size"),
+        pixel_size_angstrom: float = typer.Option(None, "--pixel-size",
+                                                  help="Data voxel size (Å); default: STAR/MRC."),
+        reference_pixel_size: float = typer.Option(
+            None, "--reference-pixel-size", help="Reference voxel size (Å); default: header."),
         batch_size: int = typer.Option(64, "--batch-size"),
+        class_number: int = typer.Option(None, "--class", help="Only rows of this class."),
+        class_column: str = typer.Option("rlnClassNumber", "--class-column"),
+        invert_reference: bool = typer.Option(False, "--invert-reference",
+                                              help="Negate the reference (no detection)."),
+        invert_data: bool = typer.Option(False, "--invert-data",
+                                         help="Negate the subtomograms (no detection)."),
+        auto_contrast: bool = typer.Option(
+            True, "--auto-contrast/--no-auto-contrast",
+            help="Invert the reference when its contrast is opposite to the data's."),
     ) -> None:
         """Find each subtomogram's pose relative to the reference.
 
@@ -44,17 +56,33 @@ def register(app: typer.Typer) -> None:
 
         from cryoframe._errors import InputError
         from cryoframe.baselines.fft_align import FFTAligner
-        from cryoframe.cli._subtomos import encoder_from, load_subtomograms, run_record, wedge
-        from cryoframe.io.mrc import read_mrc
+        from cryoframe.cli._subtomos import (
+            contrast_signs,
+            load_subtomograms,
+            read_reference,
+            run_record,
+            wedge,
+        )
         from cryoframe.io.star import particles_with_poses, write_particles
 
         console = Console()
-        table, vols, px = load_subtomograms(star, pixel_size_angstrom)
-        ref = torch.as_tensor(np.asarray(read_mrc(reference).data, dtype=np.float32))
-        if ref.shape != vols.shape[1:]:
-            raise InputError(f"reference of shape {tuple(ref.shape)}", file=reference,
-                             field="data",
-                             expected=f"{tuple(vols.shape[1:])} like the subtomograms")
+        log = console.print
+        table, vols, px = load_subtomograms(star, pixel_size_angstrom, class_number,
+                                            class_column)
+        n = vols.shape[-1]
+        ref = read_reference(reference, n, px, log, reference_pixel_size)
+        d_sign, r_sign, contrast_msg, rel = contrast_signs(vols, ref, invert_reference,
+                                                           invert_data, auto_contrast, log)
+        vols, ref = vols * d_sign, ref * r_sign
+        px_align = px
+        if aligner == "learned":
+            from cryoframe.cli._subtomos import encoder_and_sampling, to_encoder_sampling
+
+            enc, enc_px = encoder_and_sampling(weights)
+            vols, plan = to_encoder_sampling(vols, px, enc.volume_size, enc_px, file=star,
+                                             log=log)
+            ref, _ = to_encoder_sampling(ref, px, enc.volume_size, enc_px, file=reference)
+            px_align = plan.pixel_out_angstrom
         n = vols.shape[-1]
         mask = wedge(n, tilt_min_deg, tilt_max_deg, no_wedge)
         if aligner == "fft":
@@ -63,7 +91,7 @@ def register(app: typer.Typer) -> None:
         elif aligner == "learned":
             from cryoframe.tasks.align import LearnedAligner
 
-            al = LearnedAligner(encoder_from(weights), refine=refine, max_shift_px=max_shift_px)
+            al = LearnedAligner(enc, refine=refine, max_shift_px=max_shift_px)
         else:
             raise InputError(f"unknown aligner '{aligner}'", field="--aligner",
                              expected="fft or learned")
@@ -76,13 +104,16 @@ def register(app: typer.Typer) -> None:
             scores.append(res.scores)
         wall = time.perf_counter() - t0
         rot, sh = torch.cat(rots), torch.cat(shifts)
-        df = particles_with_poses(table, rot.double(), sh.double() * px)
+        df = particles_with_poses(table, rot.double(), sh.double() * px_align)
         sc = torch.cat(scores).numpy()
         if np.all(np.isfinite(sc)):
             df["rlnMaxValueProbDistribution"] = sc
         write_particles(out, dataclasses.replace(table, particles=df))
         run_record(out.parent, "align", {"star": star, "reference": reference,
                                          "aligner": aligner, "step_deg": step_deg,
-                                         "pixel_size_angstrom": px, "seconds": wall})
+                                         "pixel_size_angstrom": px, "seconds": wall,
+                                         "class": class_number, "contrast": contrast_msg,
+                                         "contrast_correlation": rel.correlation,
+                                         "data_sign": d_sign, "reference_sign": r_sign})
         console.print(f"aligned {len(vols)} subtomograms in {wall:.1f} s "
                       f"({len(vols) / wall:.2f} /s); wrote {out}")

@@ -68,8 +68,13 @@ def register(app: typer.Typer) -> None:
         from cryoframe.cli._subtomos import features as embed
         from cryoframe.cli._subtomos import load_subtomograms, run_record
         from cryoframe.io.star import write_particles
-        from cryoframe.tasks.classify import (confusion_matrix, knn_classifier, linear_probe,
-                                              predict_mlp_head, train_mlp_head)
+        from cryoframe.tasks.classify import (
+            confusion_matrix,
+            knn_classifier,
+            linear_probe,
+            predict_mlp_head,
+            train_mlp_head,
+        )
 
         console = Console()
         table, vols, px = load_subtomograms(star, pixel_size_angstrom)
@@ -85,7 +90,7 @@ def register(app: typer.Typer) -> None:
                              file=star, field=label_column,
                              expected=f"at least 2 classes and {2 * folds} labelled rows")
         y = np.searchsorted(classes, raw[labelled].astype(int))
-        emb, note = embed(vols, weights, features)
+        emb, note = embed(vols, weights, features, px, log=console.print, file=star)
         k = len(classes)
 
         def fit_predict(xtr, ytr, xte):
@@ -116,6 +121,10 @@ def register(app: typer.Typer) -> None:
             acc = 100.0 * float((cv_pred == y).mean())
         else:
             acc = float("nan")
+        from cryoframe.tasks.classify import honest_accuracy
+
+        estimate = honest_accuracy(cv_pred == y, emb, labelled, y, seed=seed) \
+            if n_folds >= 2 else None
         prob = fit_predict(xl, y, emb)
         pred = classes[prob.argmax(1)]
         out_df = df.copy()
@@ -132,6 +141,10 @@ def register(app: typer.Typer) -> None:
         run_record(out.parent, "classify", {"star": star, "protocol": protocol,
                                             "features": note, "classes": classes.tolist(),
                                             "n_labelled": int(labelled.sum()),
-                                            "cv_accuracy_percent": acc, "seed": seed})
-        console.print(f"{int(labelled.sum())} labelled / {len(df)} subtomograms, {k} classes; "
-                      f"{n_folds}-fold CV accuracy {acc:.1f} % ({protocol}, {note}); wrote {out}")
+                                            "cv_accuracy_percent": acc, "seed": seed,
+                                            "accuracy_estimate": None if estimate is None
+                                            else dataclasses.asdict(estimate)})
+        console.print(f"{int(labelled.sum())} labelled / {len(df)} subtomograms, {k} classes "
+                      f"({protocol}, {note}); wrote {out}")
+        if estimate is not None:
+            console.print(f"{n_folds}-fold {estimate.describe()}")

@@ -29,12 +29,16 @@ def register(app: typer.Typer) -> None:
         from cryoframe.cli._subtomos import features as embed
         from cryoframe.cli._subtomos import load_subtomograms, run_record
         from cryoframe.io.star import write_particles
-        from cryoframe.tasks.cluster import (cluster_embeddings, embed_2d, plot_clusters,
-                                             umap_available)
+        from cryoframe.tasks.cluster import (
+            cluster_embeddings,
+            embed_2d,
+            plot_clusters,
+            umap_available,
+        )
 
         console = Console()
-        table, vols, _ = load_subtomograms(star, pixel_size_angstrom)
-        emb, note = embed(vols, weights, features)
+        table, vols, px = load_subtomograms(star, pixel_size_angstrom)
+        emb, note = embed(vols, weights, features, px, log=console.print, file=star)
         res = cluster_embeddings(emb, n_clusters, seed=seed)
         method = ("umap" if umap_available() else "pca") if plot == "auto" else plot
         xy = embed_2d(emb, method, seed=seed)

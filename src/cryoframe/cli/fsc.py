@@ -40,6 +40,7 @@ def _plot(path: Path, freq_per_angstrom, curve, threshold: float, res: float,
 def run_fsc(
     half1: Path, half2: Path, threshold: float = 0.143, mask: Path | None = None,
     pixel_size_angstrom: float | None = None, with_cfar: bool = False,
+    invert_reference: bool = False, auto_contrast: bool = True,
 ) -> dict:
     """Compute the FSC summary of two half maps (the library call behind the command).
 
@@ -55,6 +56,11 @@ def run_fsc(
         Override the header voxel size.
     with_cfar : bool
         Also compute cFAR (conical FSC area ratio).
+    invert_reference : bool
+        Negate the second map (e.g. a positive-density reference against a map of the
+        physical contrast) without detection.
+    auto_contrast : bool
+        Negate the second map when the low-frequency FSC is negative (opposite contrast).
 
     Returns
     -------
@@ -62,6 +68,8 @@ def run_fsc(
         ``resolution_angstrom``, ``nyquist_limited``, ``pixel_size_angstrom``, ``threshold``,
         ``freq_per_angstrom``, ``fsc`` (lists) and ``cfar`` when requested.
     """
+    import numpy as np
+
     from cryoframe._errors import InputError
     from cryoframe.fourier.fsc import cfar, fsc, fsc_crossing
     from cryoframe.io.mrc import read_mrc
@@ -87,20 +95,30 @@ def run_fsc(
         if mask_data.shape != m1.data.shape:
             raise InputError(f"mask shape {mask_data.shape} differs from maps {m1.data.shape}",
                              file=mask, field="data", expected=f"shape {m1.data.shape}")
-    freq, curve = fsc(m1.data, m2.data, mask_data)
+    from cryoframe.fourier.contrast import map_contrast_relation, resolve_contrast
+
+    rel = map_contrast_relation(m1.data, m2.data)
+    _, sign, contrast_msg = resolve_contrast(rel, invert_reference=invert_reference,
+                                             auto=auto_contrast, reference_name=str(half2))
+    data2 = m2.data if sign == 1 else -np.asarray(m2.data, dtype=np.float32)
+    freq, curve = fsc(m1.data, data2, mask_data)
     f_cross, crossed = fsc_crossing(freq, curve, threshold)
     out = {
         "half1": str(half1),
         "half2": str(half2),
         "threshold": threshold,
         "pixel_size_angstrom": pix,
-        "resolution_angstrom": pix / f_cross,
+        # a curve below the threshold from the first shell on has no resolution (inf)
+        "resolution_angstrom": pix / f_cross if f_cross > 0 else float("inf"),
         "nyquist_limited": not crossed,
         "freq_per_angstrom": (freq / pix).tolist(),
         "fsc": curve.tolist(),
+        "contrast": contrast_msg,
+        "contrast_correlation": rel.correlation,
+        "sign_of_half2": sign,
     }
     if with_cfar:
-        res = cfar(m1.data, m2.data, threshold=threshold, mask=mask_data)
+        res = cfar(m1.data, data2, threshold=threshold, mask=mask_data)
         out["cfar"] = res.cfar
     return out
 
@@ -118,9 +136,17 @@ def register(app: typer.Typer) -> None:
         cfar_flag: bool = typer.Option(False, "--cfar", help="Also report cFAR."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
         out: Path = typer.Option(None, "--out", help="Write the FSC curve as a PNG."),
+        invert_reference: bool = typer.Option(
+            False, "--invert-reference", help="Negate the second map (no detection)."),
+        auto_contrast: bool = typer.Option(
+            True, "--auto-contrast/--no-auto-contrast",
+            help="Negate the second map when the maps have opposite contrast."),
     ) -> None:
         """FSC between two half maps and the resolution at a threshold, in Å."""
-        result = run_fsc(half1, half2, threshold, mask, angpix, cfar_flag)
+        import numpy as np
+
+        result = run_fsc(half1, half2, threshold, mask, angpix, cfar_flag, invert_reference,
+                         auto_contrast)
         if out is not None:
             _plot(out, result["freq_per_angstrom"], result["fsc"], threshold,
                   result["resolution_angstrom"], not result["nyquist_limited"],
@@ -130,13 +156,17 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(result))
             return
         res = result["resolution_angstrom"]
-        if result["nyquist_limited"]:
+        if not np.isfinite(res):
+            line = f"FSC is below {threshold:g} from the lowest frequency on: no resolution"
+        elif result["nyquist_limited"]:
             line = (f"FSC stays above {threshold:g} up to Nyquist: resolution ≤ {res:.2f} Å "
                     f"(Nyquist-limited, pixel {result['pixel_size_angstrom']:.3f} Å)")
         else:
             line = f"resolution at FSC = {threshold:g}: {res:.2f} Å"
         if "cfar" in result:
             line += f"; cFAR = {result['cfar']:.3f}"
+        line += f" (second map sign {result['sign_of_half2']:+d})"
+        typer.echo(result["contrast"])
         typer.echo(line)
         if out is not None:
             typer.echo(f"wrote {out}")

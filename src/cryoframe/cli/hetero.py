@@ -153,7 +153,7 @@ def register(app: typer.Typer) -> None:
         data = load_dataset(rec["dataset"])
         tmpl = load_template(rec["template"], rec["chain"], data.imaging.voltage_kv)
         graph = build_backbone_graph(tmpl.backbone_zyx_angstrom, tmpl.residue_names)
-        state = torch.load(ckpt_path, weights_only=False)
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         cfg = state["config"]
         dec = make_decoder(cfg["decoder"], torch_template(tmpl), graph.edge_index,
                            cfg["latent_dim"])

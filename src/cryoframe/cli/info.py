@@ -1,6 +1,8 @@
-"""``cryoframe info``: versions, bundled data and compute devices."""
+"""``cryoframe info [FILE]``: a file's header summary, or versions, bundled data and devices."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -11,8 +13,21 @@ def register(app: typer.Typer) -> None:
     """Add the ``info`` command."""
 
     @app.command("info")
-    def info() -> None:
-        """Print versions of cryoframe and its key dependencies, bundled data and devices."""
+    def info(
+        file: Path = typer.Argument(None, help="MRC/MRCS, STAR, tbl or PDB/mmCIF file."),
+    ) -> None:
+        """Summarise FILE's header; without FILE, print versions, bundled data and devices."""
+        if file is not None:
+            from cryoframe.io.summary import describe_file
+
+            rows = describe_file(file)
+            table = Table(title=str(file), show_header=False)
+            table.add_column("field")
+            table.add_column("value", overflow="fold")
+            for k, v in rows:
+                table.add_row(k, v)
+            Console().print(table)
+            return
         import importlib.metadata as md
 
         import torch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
@@ -13,11 +12,10 @@ console = Console()
 
 
 def _run_record(out_dir: Path, name: str, config: dict) -> None:
-    from cryoframe import __version__
-    from cryoframe._atomic import atomic_write_text
+    """``<name>_run_<UTC time>.json``: one record per run (see ``cli._subtomos.run_record``)."""
+    from cryoframe.cli._subtomos import run_record
 
-    rec = {"command": name, "version": __version__, "argv": sys.argv, "config": config}
-    atomic_write_text(out_dir / f"{name}_run.json", json.dumps(rec, indent=2, default=str) + "\n")
+    run_record(out_dir, name, config)
 
 
 def _rank_command(star: Path, out: Path | None, weights: Path | None, batch_size: int,

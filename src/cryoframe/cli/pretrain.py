@@ -63,6 +63,11 @@ def register(app: typer.Typer) -> None:
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
                 update={"kind": "store", "store_path": str(store)})})
         summary = run_pretrain(cfg, out)
+        from cryoframe.cli._subtomos import run_record
+
+        run_record(out, "pretrain", {"config": cfg.model_dump(mode="json"),
+                                     "start_step": summary.get("start_step"),
+                                     "steps_done": summary.get("steps_done")})
         Console().print(
             f"steps {summary['start_step']}→{summary['steps_done']}, "
             f"{summary['samples_per_s']:.2f} samples/s "

@@ -41,12 +41,11 @@ def register(app: typer.Typer) -> None:
         from cryoframe._atomic import atomic_write_text
         from cryoframe.simulate.config import DensityConfig, load_config
         from cryoframe.simulate.density import density_from_atoms, load_density, write_density
-        from cryoframe.simulate.engine import write_run_record
 
         cfg = load_config(DensityConfig, config, voxel_size_angstrom=voxel_size_angstrom,
                           resolution_angstrom=resolution_angstrom)
         out.mkdir(parents=True, exist_ok=True)
-        write_run_record(out, cfg)
+        _per_run_record(out, cfg)
         kw = {"voxel_size_angstrom": cfg.voxel_size_angstrom,
               "fine_voxel_angstrom": cfg.fine_voxel_angstrom,
               "resolution_angstrom": cfg.resolution_angstrom,
@@ -95,13 +94,16 @@ def register(app: typer.Typer) -> None:
         from cryoframe.io.star import write_particles
         from cryoframe.io.subtomo_table import subtomo_to_relion
         from cryoframe.simulate.config import TomogramConfig, load_config
-        from cryoframe.simulate.engine import _canonical_table, build_densities, \
-            simulate_tomogram, write_run_record
+        from cryoframe.simulate.engine import (
+            _canonical_table,
+            build_densities,
+            simulate_tomogram,
+        )
 
         cfg = load_config(TomogramConfig, config, n_particles=n_particles,
                           tilt_min_deg=tilt_min_deg, tilt_max_deg=tilt_max_deg, ctf=ctf)
         out.mkdir(parents=True, exist_ok=True)
-        write_run_record(out, cfg)
+        _per_run_record(out, cfg)
         dens = build_densities(sources)
         vs = float(dens[0].voxel_size_angstrom)
         names = [Path(str(s)).name.split(".")[0].upper() for s in sources]
@@ -138,7 +140,7 @@ def register(app: typer.Typer) -> None:
         """Fill (or resume) a subtomogram store; noise is added on the fly when reading."""
         from cryoframe.io.store import parse_shard
         from cryoframe.simulate.config import SubtomogramDatasetConfig, load_config
-        from cryoframe.simulate.engine import simulate_subtomograms, write_run_record
+        from cryoframe.simulate.engine import simulate_subtomograms
 
         cfg = load_config(SubtomogramDatasetConfig, config, structures=structures or None,
                           n_per_class=n_per_class, path=path, seed=seed)
@@ -162,7 +164,7 @@ def register(app: typer.Typer) -> None:
         finally:
             if client is not None:
                 client.close()
-        write_run_record(out, cfg)
+        _per_run_record(out, cfg)
         console.print(f"{len(store.done_units())}/{store.n_units} units done in {out}")
         if export is not None:
             from cryoframe.simulate.engine import noisy_batches
@@ -191,14 +193,25 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """2D particle images (projection · CTF · noise) as MRCS + RELION STAR."""
         from cryoframe.simulate.config import load_config
-        from cryoframe.simulate.engine import write_run_record
         from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
 
         cfg = load_config(ParticleSimConfig, config, snr=snr, box_size_px=box_size_px)
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_run_record(out, cfg)
+        _per_run_record(out, cfg)
         res = simulate_particle_stack(source, n_particles, out_star=out, config=cfg, seed=seed)
         console.print(f"wrote {n_particles} particles to {out} ({type(res).__name__})")
+
+
+def _per_run_record(out: Path, cfg) -> None:
+    """The resolved config next to the output (``write_run_record``) plus one record per run
+    (``simulate_run_<UTC time>.json`` inside an output folder, beside an output file)."""
+    from cryoframe.cli._subtomos import run_record
+    from cryoframe.simulate.engine import write_run_record
+
+    write_run_record(out, cfg)
+    out = Path(out)
+    folder = out if out.is_dir() else out.parent
+    run_record(folder, "simulate", json.loads(cfg.model_dump_json()))
 
 
 class _One:

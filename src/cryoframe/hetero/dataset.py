@@ -109,7 +109,7 @@ def load_dataset(folder: str | Path) -> HeteroDataset:
     and the noise std is estimated from the image background.
     """
     from cryoframe.io.mrc import read_image_stack
-    from cryoframe.io.star import poses_from_particles, read_particles
+    from cryoframe.io.star import poses_from_particles, read_particles, require_columns
 
     folder = Path(folder)
     star = folder / "particles.star"
@@ -118,12 +118,22 @@ def load_dataset(folder: str | Path) -> HeteroDataset:
                          expected="a folder written by 'cryoframe hetero simulate'")
     table = read_particles(star)
     df = table.particles
+    require_columns(df, ["rlnImageName", "rlnDefocusU", "rlnDefocusV"], file=star,
+                    what="hetero particle table")
+    if not (folder / "imaging.json").exists():
+        require_columns(df, ["rlnImagePixelSize", "rlnVoltage", "rlnSphericalAberration",
+                             "rlnAmplitudeContrast"], file=star,
+                        what="particle table without imaging.json")
     stacks: dict[str, np.ndarray] = {}
     images = []
     for name in df["rlnImageName"]:
         idx, _, fname = str(name).partition("@")
         if fname not in stacks:
             stacks[fname] = read_image_stack(folder / fname).data
+        if not idx.isdigit() or not 1 <= int(idx) <= len(stacks[fname]):
+            raise InputError(f"image '{name}' not in its stack of {len(stacks[fname])}",
+                             file=star, field="rlnImageName",
+                             expected="N@stack.mrcs with 1 <= N <= the number of images")
         images.append(stacks[fname][int(idx) - 1])
     imgs = torch.as_tensor(np.stack(images).astype(np.float32))
     meta_path = folder / "imaging.json"

@@ -183,7 +183,7 @@ def train_autodecoder(
     start_epoch = 1
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
     if resume and ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
         load_decoder_state(decoder, state, ckpt)
         latents.load_state_dict(state["latents"])
         opt.load_state_dict(state["optimizer"])
@@ -199,7 +199,8 @@ def train_autodecoder(
         with atomic_path(ckpt) as tmp:
             torch.save({"decoder": decoder.state_dict(), "latents": latents.state_dict(),
                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "history": history, "epoch": epoch, "config": config.model_dump(),
+                        "history": history, "epoch": epoch,
+                        "config": config.model_dump(mode="json"),
                         "support": support if esl else None}, tmp)
 
     gen = torch.Generator().manual_seed(config.seed)

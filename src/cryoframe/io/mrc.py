@@ -264,27 +264,55 @@ def read_mrc(
     if check_finite is None:
         check_finite = not (mmap and not gz)
     if mmap and not gz:
-        n_bytes = int(np.prod(hdr.shape_zyx)) * hdr.dtype.itemsize
-        if path.stat().st_size < hdr.data_offset_bytes + n_bytes:
-            raise InputError(
-                f"file is truncated ({path.stat().st_size} bytes)", file=path, field="data",
-                expected=f"{hdr.data_offset_bytes + n_bytes} bytes for shape {hdr.shape_zyx} "
-                f"mode {hdr.mode}",
-            )
+        _check_size(path, hdr, path.stat().st_size)
         data: np.ndarray = np.memmap(path, dtype=hdr.dtype, mode="r",
                                      offset=hdr.data_offset_bytes, shape=hdr.data_shape)
     else:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
                 with mrcfile.open(path, mode="r", permissive=permissive) as mrc:
                     data = np.asarray(mrc.data).copy()
         except (ValueError, OSError, EOFError, gzip.BadGzipFile) as exc:
             raise _open_error(path, exc) from exc
+        for w in caught:
+            # mrcfile's own size validation: a data block larger than the header describes
+            # means the header (mode or dimensions) does not describe the data.
+            if "larger than expected" in str(w.message):
+                extra = int(str(w.message).split()[3]) if str(w.message).split()[3].isdigit() \
+                    else 0
+                _check_size(path, hdr, hdr.data_offset_bytes + data.nbytes + extra)
+    if data.size == 0:
+        raise InputError(f"empty data block, shape {tuple(data.shape)}", file=path,
+                         field="nx/ny/nz", expected="at least one voxel")
     if check_finite:
         _check_finite(path, data)
     return MrcVolume(data=data, voxel_size_angstrom=vs, origin_angstrom=hdr.origin_zyx_angstrom,
                      is_image_stack=hdr.is_image_stack)
+
+
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 4: 8, 6: 2, 12: 2}
+
+
+def _check_size(path: Path, hdr: MrcHeader, file_size: int) -> None:
+    """Refuse a file whose data block does not have exactly the size the header implies.
+
+    The message names the header field at fault and, when another data mode would explain the
+    size (e.g. a header saying mode 1, int16, over float32 data), says so.
+    """
+    n_vox = int(np.prod(hdr.shape_zyx))
+    want = hdr.data_offset_bytes + n_vox * hdr.dtype.itemsize
+    if file_size == want:
+        return
+    got = file_size - hdr.data_offset_bytes
+    fits = [m for m, b in _MODE_BYTES.items() if n_vox and got == n_vox * b and m != hdr.mode]
+    hint = f"; the size fits mode {fits[0]}" if fits else ""
+    kind = "truncated" if file_size < want else "larger than the header describes"
+    raise InputError(
+        f"data block of {got} bytes is {kind}: header mode {hdr.mode} ({hdr.dtype}) and shape "
+        f"{hdr.shape_zyx} imply {want - hdr.data_offset_bytes} bytes{hint}",
+        file=path, field="mode" if fits else ("data" if file_size < want else "nx/ny/nz"),
+        expected=f"a file of {want} bytes, or a header whose mode and dimensions match the data")
 
 
 def _legacy_header(path: Path, exc: InputError) -> MrcHeader:

@@ -101,6 +101,11 @@ def read_star(path: str | Path) -> dict[str, Block]:
     if not blocks:
         raise InputError("no data blocks found", file=path, field="data_",
                          expected="at least one data_ block")
+    for name, block in blocks.items():
+        if isinstance(block, pd.DataFrame) and block.columns.duplicated().any():
+            dup = str(block.columns[block.columns.duplicated()][0])
+            raise InputError(f"column {dup} appears twice in data_{name}", file=path,
+                             field=dup, expected="each loop column once")
     return dict(blocks)
 
 
@@ -129,9 +134,51 @@ def write_star(path: str | Path, blocks: dict[str, Block]) -> Path:
     so every value (and every column's float/int type) reads back unchanged.
     """
     path = Path(path)
+    if any(_streamable(b) for b in blocks.values()):
+        return _write_star_streaming(path, blocks)
     formatted = {name: _format_block(b) for name, b in blocks.items()}
     with atomic_path(path) as tmp:
         starfile.write(formatted, tmp, overwrite=True)
+    return path
+
+
+#: Loops longer than this are written in row chunks (bounded memory for 10⁵–10⁶ particles).
+STREAM_ROWS = 20000
+
+
+def _streamable(block: Block) -> bool:
+    """A long loop whose strings need no quoting (no whitespace, quotes or empty values)."""
+    if not isinstance(block, pd.DataFrame) or len(block) <= STREAM_ROWS or block.shape[1] == 0:
+        return False
+    for col in block.columns:
+        if block[col].dtype.kind in "OSU":
+            v = block[col].astype(str)
+            if (v.str.len() == 0).any() or v.str.contains(r"[\s'\"]", regex=True).any():
+                return False
+    return True
+
+
+def _write_star_streaming(path: Path, blocks: dict[str, Block], chunk: int = 5000) -> Path:
+    """Write blocks with long loops formatted ``chunk`` rows at a time (same text format)."""
+    import tempfile
+
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write("# Created by cryoframe (streamed STAR writer)\n\n")
+        for name, block in blocks.items():
+            if _streamable(block):
+                fh.write(f"data_{name}\n\nloop_\n")
+                for i, col in enumerate(block.columns, start=1):
+                    fh.write(f"_{col} #{i}\n")
+                for s0 in range(0, len(block), chunk):
+                    part = _format_block(block.iloc[s0:s0 + chunk])
+                    cols = [part[c].astype(str).to_numpy() for c in part.columns]
+                    fh.write("\n".join("\t".join(row) for row in zip(*cols)) + "\n")
+                fh.write("\n\n")
+            else:  # small block: let starfile format it, then copy its text
+                with tempfile.TemporaryDirectory() as d:
+                    one = Path(d) / "b.star"
+                    starfile.write({name: _format_block(block)}, one, overwrite=True)
+                    fh.write(one.read_text(encoding="utf-8") + "\n")
     return path
 
 

@@ -112,7 +112,11 @@ def read_structure(
     if not waters:
         st.remove_waters()
     mdl = st[model]
-    available = list(dict.fromkeys(ch.name for ch in mdl))
+    try:
+        available = list(dict.fromkeys(ch.name for ch in mdl))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"unreadable chain name ({exc})", file=path, field="chain ID",
+                         expected="ASCII chain identifiers") from None
     if isinstance(chains, str):
         chains = [chains]
     if chains is not None:
@@ -124,6 +128,15 @@ def read_structure(
     else:
         keep = set(available)
 
+    try:
+        return _atoms_of(mdl, keep, path)
+    except (UnicodeDecodeError, TypeError, ValueError, OverflowError) as exc:
+        raise InputError(f"unreadable atom record ({type(exc).__name__}: {exc})", file=path,
+                         field="ATOM/HETATM", expected="valid atom names, elements, residue "
+                         "numbers and coordinates") from None
+
+
+def _atoms_of(mdl, keep: set, path: Path) -> Atoms:
     coords, elements, bfac, occ = [], [], [], []
     chain_ids, res_nums, res_names, atom_names = [], [], [], []
     for chain in mdl:
@@ -143,6 +156,11 @@ def read_structure(
     if not coords:
         raise InputError("no atoms selected", file=path, field="chains",
                          expected="a selection that contains atoms")
+    xyz = np.asarray(coords, dtype=np.float64)
+    if not np.isfinite(xyz).all():
+        bad = int((~np.isfinite(xyz).all(axis=1)).sum())
+        raise InputError(f"{bad} atoms with non-finite coordinates", file=path,
+                         field="x/y/z", expected="finite coordinates in Å")
     return Atoms(
         coords_zyx_angstrom=np.asarray(coords, dtype=np.float64),
         elements=np.asarray(elements),

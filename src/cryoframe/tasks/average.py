@@ -53,6 +53,7 @@ __all__ = [
     "soft_sphere_mask",
     "register_maps",
     "fsc_filter",
+    "VolumeSource",
 ]
 
 _DIMS = (-3, -2, -1)
@@ -134,25 +135,85 @@ def weighted_average(
         `(n, n, n//2+1)` summed rotated masks (the number of particles sampling each
         coefficient).
     """
-    n = particles.shape[-1]
-    num = torch.zeros(n, n, n // 2 + 1, dtype=torch.complex64)
-    den = torch.zeros(n, n, n // 2 + 1)
+    acc = _Accumulator(particles.shape[-1], particle_mask, order)
     for s0 in range(0, particles.shape[0], chunk):
-        p = particles[s0:s0 + chunk].to(torch.float32)
-        rt = rotations[s0:s0 + chunk].transpose(-1, -2)
-        x = rotate_volumes(shift_volumes_fourier(p, -shifts_zyx_px[s0:s0 + chunk]), rt,
-                           order=order)
+        acc.add(particles[s0:s0 + chunk], rotations[s0:s0 + chunk],
+                shifts_zyx_px[s0:s0 + chunk])
+    return acc.result(regularisation)
+
+
+class _Accumulator:
+    """Running numerator/denominator of :func:`weighted_average` (particles in chunks)."""
+
+    def __init__(self, n: int, particle_mask: Tensor | None, order: str = "linear") -> None:
+        self.n, self.mask, self.order = n, particle_mask, order
+        self.num = torch.zeros(n, n, n // 2 + 1, dtype=torch.complex64)
+        self.den = torch.zeros(n, n, n // 2 + 1)
+
+    def add(self, particles: Tensor, rotations: Tensor, shifts_zyx_px: Tensor) -> None:
+        p = particles.to(torch.float32)
+        rt = rotations.transpose(-1, -2)
+        x = rotate_volumes(shift_volumes_fourier(p, -shifts_zyx_px), rt, order=self.order)
         xf = torch.fft.rfftn(x, dim=_DIMS)
-        if particle_mask is None:
-            num += xf.sum(0)
-            den += xf.shape[0]
+        if self.mask is None:
+            self.num += xf.sum(0)
+            self.den += xf.shape[0]
         else:
-            w = rotate_fourier_mask(particle_mask, rt)
-            num += (xf * w).sum(0)
-            den += w.sum(0)
-    lam = regularisation * den.mean().clamp_min(1e-6)
-    avg = torch.fft.irfftn(num / (den + lam), s=(n, n, n), dim=_DIMS)
-    return avg, den
+            w = rotate_fourier_mask(self.mask, rt)
+            self.num += (xf * w).sum(0)
+            self.den += w.sum(0)
+
+    def result(self, regularisation: float) -> tuple[Tensor, Tensor]:
+        n = self.n
+        lam = regularisation * self.den.mean().clamp_min(1e-6)
+        avg = torch.fft.irfftn(self.num / (self.den + lam), s=(n, n, n), dim=_DIMS)
+        return avg, self.den
+
+
+class VolumeSource:
+    """Particles read in chunks: an in-memory `(N, n, n, n)` array, a ``numpy.memmap``, or any
+    object with ``__len__`` and ``get(indices) -> {"clean": Tensor}`` (a CryoEngine store's
+    :class:`~cryoframe.train.subtomo_data.StoreSource`), so a large store is averaged without
+    being loaded."""
+
+    def __init__(self, particles) -> None:
+        self._get = None
+        if hasattr(particles, "get") and hasattr(particles, "__len__") and \
+                not isinstance(particles, (Tensor, np.ndarray)):
+            self._get = particles.get
+            first = self._get(np.arange(1))["clean"]
+            self.n_part, self.box = len(particles), int(first.shape[-1])
+            self._data = None
+            shape = (self.n_part, *first.shape[1:])
+        else:
+            data = particles if isinstance(particles, Tensor) else np.asarray(particles) \
+                if not isinstance(particles, np.memmap) else particles
+            self._data = data
+            shape = tuple(data.shape)
+            self.n_part = shape[0] if len(shape) else 0
+            self.box = int(shape[-1]) if len(shape) else 0
+        if len(shape) != 4 or len(set(shape[1:])) != 1 or shape[0] < 4:
+            raise InputError(f"particles of shape {shape}", field="particles",
+                             expected="(N, n, n, n) with N >= 4")
+
+    def __len__(self) -> int:
+        return self.n_part
+
+    def read(self, indices) -> Tensor:
+        """`(len(indices), n, n, n)` float32 particles."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if self._get is not None:
+            return torch.as_tensor(self._get(idx)["clean"], dtype=torch.float32)
+        if isinstance(self._data, Tensor):
+            return self._data[torch.as_tensor(idx)].to(torch.float32)
+        return torch.as_tensor(np.asarray(self._data[idx], dtype=np.float32))
+
+    def chunks(self, indices, size: int):
+        """Yield ``(positions, particles)`` over ``indices`` in chunks of ``size``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        for s0 in range(0, len(idx), size):
+            pos = np.arange(s0, min(s0 + size, len(idx)))
+            yield pos, self.read(idx[pos])
 
 
 def fsc_filter(volume: Tensor, freq: Tensor, curve: Tensor) -> Tensor:
@@ -193,15 +254,45 @@ def register_maps(moving: Tensor, fixed: Tensor, aligner: FFTAligner | None = No
     return reg, rot, t
 
 
-def _initial_reference(parts: Tensor, init: str, gen: torch.Generator, cutoff: float) -> Tensor:
+def _initial_reference(src: "VolumeSource", rows, init: str, gen: torch.Generator,
+                       cutoff: float, chunk: int) -> Tensor:
+    rows = np.asarray(rows)
     if init == "average":
-        ref = parts.mean(0)
+        ref = torch.zeros(src.box, src.box, src.box, dtype=torch.float64)
+        for _, p in src.chunks(rows, chunk):
+            ref += p.double().sum(0)
+        ref = (ref / len(rows)).to(torch.float32)
     elif init == "particle":
-        ref = parts[int(torch.randint(len(parts), (1,), generator=gen))]
+        ref = src.read(rows[[int(torch.randint(len(rows), (1,), generator=gen))]])[0]
     else:
         raise InputError(f"unknown initial reference '{init}'", field="init",
                          expected="'average' or 'particle'")
     return _lowpass(ref, cutoff)
+
+
+def _save_checkpoint(path, state: dict) -> None:
+    from cryoframe._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _load_checkpoint(path, fingerprint: list) -> dict | None:
+    """The saved state if ``path`` exists and was made from the same inputs, else ``None``."""
+    import pickle
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        return None
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as exc:
+        raise InputError(f"unreadable averaging checkpoint ({exc})", file=p,
+                         expected="a checkpoint written by cryoframe average, or --restart")
+    if state.get("fingerprint") != fingerprint:
+        return None
+    return state
 
 
 def average_subtomograms(
@@ -224,13 +315,17 @@ def average_subtomograms(
     register_aligner: FFTAligner | None = None,
     random_pose_control: bool = True,
     progress=None,
+    checkpoint=None,
+    resume: bool = True,
+    chunk: int = 256,
 ) -> AverageResult:
     """Reference-free iterative averaging with independent half sets (see module docstring).
 
     Parameters
     ----------
-    particles : array or Tensor
-        `(N, n, n, n)` subtomograms, N ≥ 4.
+    particles : array, Tensor, memmap or store source
+        `(N, n, n, n)` subtomograms, N ≥ 4; read ``chunk`` at a time (:class:`VolumeSource`),
+        so memory does not grow with N beyond the per-particle poses.
     aligner : Aligner
         Pose search against a reference.
     particle_mask : Tensor, optional
@@ -261,18 +356,23 @@ def average_subtomograms(
         where it beats this control.
     progress : callable, optional
         Called with each iteration's history entry.
+    checkpoint : str or Path, optional
+        File written atomically after every iteration (poses, references, maps, history). A
+        run killed at any point and started again with the same particles and settings
+        continues from the last finished iteration and gives the same result as an
+        uninterrupted run.
+    resume : bool
+        Use an existing ``checkpoint`` (a checkpoint of other data or settings is ignored).
+    chunk : int
+        Particles aligned and averaged at once.
 
     Returns
     -------
     AverageResult
     """
     t_start = time.perf_counter()
-    x = torch.as_tensor(np.asarray(particles) if not isinstance(particles, Tensor)
-                        else particles).to(torch.float32)
-    if x.ndim != 4 or len(set(x.shape[1:])) != 1 or x.shape[0] < 4:
-        raise InputError(f"particles of shape {tuple(x.shape)}", field="particles",
-                         expected="(N, n, n, n) with N >= 4")
-    n_part, n = x.shape[0], x.shape[-1]
+    src = particles if isinstance(particles, VolumeSource) else VolumeSource(particles)
+    n_part, n = len(src), src.box
     gt = None if ground_truth is None else torch.as_tensor(np.asarray(ground_truth),
                                                            dtype=torch.float32)
     if gt is not None and gt.shape != (n, n, n):
@@ -284,23 +384,43 @@ def average_subtomograms(
     half_index[perm[n_part // 2:].numpy()] = 1
     idx = [torch.as_tensor(np.flatnonzero(half_index == h)) for h in (0, 1)]
     sphere = soft_sphere_mask(n, mask_radius_fraction * n)
-    refs = [_initial_reference(x[i], init, gen, initial_lowpass_cycles_per_px) * sphere
-            for i in idx]
+    refs = [_initial_reference(src, i.numpy(), init, gen, initial_lowpass_cycles_per_px,
+                               chunk) * sphere for i in idx]
     rots = torch.eye(3).repeat(n_part, 1, 1)
     shifts = torch.zeros(n_part, 3)
     history: list[dict] = []
     best_res, stale = math.inf, 0
     maps: list[Tensor] = []
     freq = curve = None
-    for it in range(1, max_iterations + 1):
+    s1 = s2 = 0.0
+    for _, p in src.chunks(np.arange(n_part), chunk):
+        s1, s2 = s1 + float(p.double().sum()), s2 + float((p.double() ** 2).sum())
+    fingerprint = [n_part, n, seed, init, max_iterations, min_iterations, regularisation, s1, s2,
+                   None if particle_mask is None else float(torch.as_tensor(particle_mask).sum()),
+                   type(aligner).__name__, getattr(aligner, "step_deg", None),
+                   None if gt is None else float(gt.double().sum())]
+    first_it, stopped = 1, False
+    state = _load_checkpoint(checkpoint, fingerprint) if (checkpoint and resume) else None
+    if state is not None:
+        rots, shifts, refs = state["rots"], state["shifts"], list(state["refs"])
+        history, best_res, stale = list(state["history"]), state["best_res"], state["stale"]
+        maps, reg2, rh, th = list(state["maps"]), state["reg2"], state["rh"], state["th"]
+        freq, curve = state["freq"], state["curve"]
+        first_it, stopped = state["iteration"] + 1, state["stopped"]
+    for it in range(first_it, max_iterations + 1):
+        if stopped:
+            break
         t_it = time.perf_counter()
         new_rots, maps = rots.clone(), []
         for h in (0, 1):
-            res = aligner.align_to_reference(x[idx[h]], refs[h], particle_mask=particle_mask)
-            new_rots[idx[h]] = res.rotations
-            shifts[idx[h]] = res.shifts_zyx_px
-            maps.append(weighted_average(x[idx[h]], res.rotations, res.shifts_zyx_px,
-                                         particle_mask, regularisation)[0])
+            acc = _Accumulator(n, particle_mask)
+            rows = idx[h].numpy()
+            for pos, p in src.chunks(rows, chunk):
+                res = aligner.align_to_reference(p, refs[h], particle_mask=particle_mask)
+                new_rots[rows[pos]] = res.rotations
+                shifts[rows[pos]] = res.shifts_zyx_px
+                acc.add(p, res.rotations, res.shifts_zyx_px)
+            maps.append(acc.result(regularisation)[0])
         change = float(geodesic_distance_deg(new_rots, rots).mean()) if it > 1 else float("nan")
         rots = new_rots
         reg2, rh, th = register_maps(maps[1], maps[0], register_aligner)
@@ -320,14 +440,24 @@ def average_subtomograms(
         improved = res_half < best_res * (1 - tol_fraction)
         best_res = min(best_res, res_half)
         stale = 0 if improved else stale + 1
-        if it >= min_iterations and stale >= patience and (math.isnan(change)
-                                                           or change < converged_deg):
+        stopped = it >= min_iterations and stale >= patience and (math.isnan(change)
+                                                                  or change < converged_deg)
+        if checkpoint:
+            _save_checkpoint(checkpoint, {
+                "fingerprint": fingerprint, "iteration": it, "stopped": stopped, "rots": rots,
+                "shifts": shifts, "refs": refs, "history": history, "best_res": best_res,
+                "stale": stale, "maps": maps, "reg2": reg2, "rh": rh, "th": th, "freq": freq,
+                "curve": curve})
+        if stopped:
             break
     # poses of half 2 expressed in half 1's frame: R_i Rh, R_i th + t_i
     i2 = idx[1]
     shifts[i2] = shifts[i2] + torch.einsum("bij,j->bi", rots[i2], th)
     rots[i2] = rots[i2] @ rh
-    full_map, _ = weighted_average(x, rots, shifts, particle_mask, regularisation)
+    acc = _Accumulator(n, particle_mask)
+    for pos, p in src.chunks(np.arange(n_part), chunk):
+        acc.add(p, rots[pos], shifts[pos])
+    full_map, _ = acc.result(regularisation)
     fsc_gt, res_gt = None, None
     if gt is not None:
         reg_full, _, _ = register_maps(full_map, gt, register_aligner)
@@ -339,8 +469,13 @@ def average_subtomograms(
         from cryoframe.geometry.rotations import random_rotations
 
         rand = random_rotations(n_part, generator=torch.Generator().manual_seed(seed + 1))
-        ctrl = [weighted_average(x[i], rand[i], torch.zeros(len(i), 3), particle_mask,
-                                 regularisation)[0] for i in idx]
+        ctrl = []
+        for i in idx:
+            acc = _Accumulator(n, particle_mask)
+            rows = i.numpy()
+            for pos, p in src.chunks(rows, chunk):
+                acc.add(p, rand[rows[pos]], torch.zeros(len(pos), 3))
+            ctrl.append(acc.result(regularisation)[0])
         c2, _, _ = register_maps(ctrl[1], ctrl[0], register_aligner)
         res_random = resolution_at(*fsc(ctrl[0], c2, mask=sphere), 0.143, pixel_size_angstrom)
     return AverageResult(

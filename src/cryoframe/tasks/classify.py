@@ -35,6 +35,9 @@ __all__ = [
     "predict_mlp_head",
     "evaluate_protocols",
     "confusion_matrix",
+    "AccuracyEstimate",
+    "honest_accuracy",
+    "wilson_interval",
 ]
 
 
@@ -265,3 +268,113 @@ def confusion_matrix(y_true, y_pred, n_classes: int) -> np.ndarray:
     from sklearn.metrics import confusion_matrix as _cm
 
     return _cm(np.asarray(y_true), np.asarray(y_pred), labels=np.arange(n_classes))
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """Cross-validated accuracy and what it says about the unlabelled rows.
+
+    Attributes
+    ----------
+    cv_percent : float
+        Plain k-fold accuracy on the labelled rows.
+    cv_ci95 : tuple of float
+        Wilson 95 % interval of ``cv_percent``.
+    chance_percent : float
+        Accuracy of always predicting the most frequent labelled class.
+    shift_auc : float or None
+        Cross-validated ROC AUC of a labelled-vs-unlabelled classifier on the features
+        (0.5: the labelled rows look like the others; ``None``: no unlabelled rows).
+    unlabelled_percent : float or None
+        Importance-weighted CV accuracy: each labelled row weighted by the odds
+        ``p(unlabelled | x) / p(labelled | x)`` of that classifier (clipped to [0.05, 20]), an
+        estimate of the accuracy on the unlabelled rows under covariate shift.
+    unlabelled_ci95 : tuple of float or None
+        Wilson interval of ``unlabelled_percent`` at the weights' effective sample size.
+    n_effective : float or None
+        ``(Σw)² / Σw²``.
+    """
+
+    cv_percent: float
+    cv_ci95: tuple[float, float]
+    chance_percent: float
+    shift_auc: float | None
+    unlabelled_percent: float | None
+    unlabelled_ci95: tuple[float, float] | None
+    n_effective: float | None
+
+    def describe(self) -> str:
+        """The one-line statement the CLI prints."""
+        lo, hi = self.cv_ci95
+        text = (f"cross-validated accuracy on the labelled rows {self.cv_percent:.1f} % "
+                f"(95 % CI {lo:.1f}–{hi:.1f} %, chance {self.chance_percent:.1f} %)")
+        if self.unlabelled_percent is not None:
+            ulo, uhi = self.unlabelled_ci95
+            text += (f"; estimated accuracy on the unlabelled rows {self.unlabelled_percent:.1f} %"
+                     f" (95 % CI {ulo:.1f}–{uhi:.1f} %, importance-weighted; labelled vs "
+                     f"unlabelled AUC {self.shift_auc:.2f}")
+            text += (", the labelled rows are not representative)" if self.shift_auc > 0.65
+                     else ")")
+        return text
+
+
+def wilson_interval(p: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (percent) of a proportion ``p`` ∈ [0, 1] from ``n`` trials."""
+    if n <= 0:
+        return (0.0, 100.0)
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half))
+
+
+def honest_accuracy(correct, emb, labelled, y, *, seed: int = 0,
+                    max_dims: int = 32) -> AccuracyEstimate:
+    """Turn per-row CV correctness into an honest accuracy statement.
+
+    Parameters
+    ----------
+    correct : array
+        `(L,)` bool: the cross-validated prediction of each labelled row was right.
+    emb : array
+        `(N, d)` features of all rows.
+    labelled : array
+        `(N,)` bool mask of the labelled rows (``L`` of them, in order).
+    y : array
+        `(L,)` labels of the labelled rows.
+    seed : int
+        Seed of the shift classifier's folds.
+    max_dims : int
+        Features are reduced to this many principal components for the shift classifier.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    correct = np.asarray(correct, dtype=bool)
+    labelled = np.asarray(labelled, dtype=bool)
+    emb = np.asarray(emb, dtype=np.float64)
+    n_l = int(labelled.sum())
+    acc = float(correct.mean())
+    chance = 100.0 * float(np.bincount(np.asarray(y)).max()) / max(1, len(y))
+    n_u = int((~labelled).sum())
+    if n_u < 5 or n_l < 5:
+        return AccuracyEstimate(100 * acc, wilson_interval(acc, n_l), chance, None, None, None,
+                                None)
+    k = int(min(max_dims, emb.shape[1], max(1, len(emb) // 4)))
+    clf = make_pipeline(StandardScaler(), PCA(k, random_state=seed),
+                        LogisticRegression(C=0.1, max_iter=2000, random_state=seed))
+    folds = int(min(5, n_l, n_u))
+    p_u = cross_val_predict(clf, emb, (~labelled).astype(int),
+                            cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+                            method="predict_proba")[:, 1]
+    auc = float(roc_auc_score((~labelled).astype(int), p_u))
+    pl = np.clip(p_u[labelled], 1e-6, 1 - 1e-6)
+    w = np.clip(pl / (1 - pl) * (n_l / n_u), 0.05, 20.0)
+    est = float((w * correct).sum() / w.sum())
+    n_eff = float(w.sum() ** 2 / (w ** 2).sum())
+    return AccuracyEstimate(100 * acc, wilson_interval(acc, n_l), chance, auc, 100 * est,
+                            wilson_interval(est, n_eff), n_eff)

@@ -143,13 +143,19 @@ def load_encoder(path: str | Path):
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+    # numpy's key array is stored as a tensor so that the checkpoint loads with
+    # torch.load(weights_only=True) (no pickled numpy objects).
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss),
             "python": random.getstate()}
 
 
 def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(key, dtype=np.int64).astype(np.uint32), pos,
+                         has_gauss, gauss))
     random.setstate(state["python"])
 
 
@@ -230,7 +236,7 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path, source: SubtomoSource
     start = 0
     ckpt_path = out / "checkpoint.pt"
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start = int(ck["step"])
@@ -327,7 +333,7 @@ def _checkpoint(out: Path, model: NRCL, opt: torch.optim.Optimizer, step: int, i
     if info.is_main:
         with atomic_path(out / "checkpoint.pt") as tmp:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                        "rng": states, "config": cfg.model_dump()}, tmp)
+                        "rng": states, "config": cfg.model_dump(mode="json")}, tmp)
         save_encoder(out / "encoder.pt", model.encoder,
                      {"model": cfg.model, "steps": step, "seed": cfg.seed})
     barrier(info)

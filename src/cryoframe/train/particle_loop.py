@@ -270,7 +270,7 @@ def pretrain_moco(
     gen = torch.Generator().manual_seed(cfg.seed)
     step, losses, elapsed_before = 0, [], 0.0
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         model.temperature = cfg.temperature  # a resumed run may change τ (not a parameter)
         opt.load_state_dict(state["opt"])
