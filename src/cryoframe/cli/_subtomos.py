@@ -218,11 +218,24 @@ def features(volumes: torch.Tensor, weights: Path | None, kind: str,
     elif x.shape[-1] != encoder.volume_size:
         raise InputError(f"box {x.shape[-1]} without a voxel size", field="--pixel-size",
                          expected=f"the data's voxel size to resample to {enc_px:g} Å")
-    return embed_for_inference(encoder, x).numpy(), f"pair encoder ({weights or 'shipped'})"
+    return embed_for_inference(encoder, x).numpy(), f"encoder ({weights or 'shipped'})"
 
 
 def encoder_and_sampling(weights: Path | None):
-    """``(encoder, voxel size in Å it was trained at)`` from ``--weights`` or the shipped file."""
+    """``(encoder, voxel size in Å it was trained at)`` from ``--weights`` or the shipped encoder.
+
+    The shipped encoder is the single-subtomogram encoder
+    (:func:`cryoframe.models.pretrained.load_encoder`); ``--weights`` may name any encoder file
+    cryoframe writes (single or pair encoder).
+    """
+    from cryoframe.models.pretrained import load_encoder, load_encoder_file
+
+    enc, meta = load_encoder_file(weights) if weights is not None else load_encoder()
+    return enc, float(meta.get("voxel_size_angstrom", ENCODER_VOXEL_SIZE_ANGSTROM))
+
+
+def pair_encoder_and_sampling(weights: Path | None):
+    """``(pair encoder, voxel size in Å)`` for the learned aligner (``--weights`` or shipped)."""
     from cryoframe.models.pretrained import load_pair_encoder_file, shipped_weights_path
 
     if weights is None:

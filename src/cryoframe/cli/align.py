@@ -76,9 +76,9 @@ def register(app: typer.Typer) -> None:
         vols, ref = vols * d_sign, ref * r_sign
         px_align = px
         if aligner == "learned":
-            from cryoframe.cli._subtomos import encoder_and_sampling, to_encoder_sampling
+            from cryoframe.cli._subtomos import pair_encoder_and_sampling, to_encoder_sampling
 
-            enc, enc_px = encoder_and_sampling(weights)
+            enc, enc_px = pair_encoder_and_sampling(weights)
             vols, plan = to_encoder_sampling(vols, px, enc.volume_size, enc_px, file=star,
                                              log=log)
             ref, _ = to_encoder_sampling(ref, px, enc.volume_size, enc_px, file=reference)

@@ -166,12 +166,12 @@ def register(app: typer.Typer) -> None:
         if aligner == "fft":
             al = FFTAligner(step_deg=step_deg, refine_steps=4, max_shift_px=max_shift_px)
         elif aligner == "learned":
-            from cryoframe.cli._subtomos import encoder_and_sampling, to_encoder_sampling
+            from cryoframe.cli._subtomos import pair_encoder_and_sampling, to_encoder_sampling
             from cryoframe.fourier.resample import plan_resample
             from cryoframe.tasks.align import LearnedAligner
 
             encoder_from(weights)  # the clear error when no weights are installed
-            enc, enc_px = encoder_and_sampling(weights)
+            enc, enc_px = pair_encoder_and_sampling(weights)
             if hasattr(vols, "box"):  # a streamed store must already be at the encoder's sampling
                 if not plan_resample(n, px, enc_px, enc.volume_size, file=star).identity:
                     raise InputError(

@@ -146,11 +146,11 @@ def embed_to_file(path: Path, out: Path, weights: Path | None = None, batch_size
     from cryoframe._atomic import atomic_path
     from cryoframe.cli._subtomos import encoder_and_sampling
     from cryoframe.fourier.resample import plan_resample, resample_volumes
-    from cryoframe.models.pretrained import shipped_weights_path
+    from cryoframe.models.pretrained import shipped_encoder_path
     from cryoframe.train.loop import embed_for_inference
 
     path = Path(path)
-    wpath = Path(weights) if weights is not None else shipped_weights_path()
+    wpath = Path(weights) if weights is not None else shipped_encoder_path()
     encoder, enc_px = encoder_and_sampling(weights)
     box = encoder.volume_size
     if path.is_dir():

@@ -257,6 +257,13 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
     return out / "encoder.pt"
 
 
+def source_voxel_size_angstrom() -> float:
+    """Voxel size (Å) of the training subtomograms (that of the tilt geometry, 10 Å)."""
+    from cryoframe.simulate.tilt_matched import TiltGeometry
+
+    return float(TiltGeometry().voxel_size_angstrom)
+
+
 def _save(out: Path, model: SupervisedModel, opt, cfg: SupervisedConfig, step: int) -> None:
     with atomic_path(out / "checkpoint.pt") as tmp:
         torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "optimizer": opt.state_dict(), "step": step,
@@ -264,4 +271,6 @@ def _save(out: Path, model: SupervisedModel, opt, cfg: SupervisedConfig, step: i
     save_encoder_file(out / "encoder.pt", model.encoder, cfg.model, cfg.model_overrides,
                       {"objective": "supervised cosine-margin CE", "steps": step,
                        "samples": step * cfg.batch_size, "seed": cfg.seed,
-                       "n_classes": len(model.classifier.weight)})
+                       "n_classes": len(model.classifier.weight),
+                       "voxel_size_angstrom": source_voxel_size_angstrom(),
+                       "box_px": int(getattr(model.encoder, "volume_size", 32))})
