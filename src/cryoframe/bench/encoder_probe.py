@@ -15,9 +15,10 @@ split: the shipped encoder (``encoder``), the same architecture at its random in
 
 Phase selection of APT-ViT (the paper's backbone, registry ``apt_vit_cpu``), on SUB5 boxes at
 SNR 0.1: mean entropy of the selection softmax (nats; uniform = ln 512 = 6.24), agreement of the
-chosen phase between two independent noise draws of the same boxes (exact and within one voxel
-per axis), for the centroid score used now and for the learned steerable score alone (the first
-implementation); ``selector_share``: the selector's forward + backward time over a whole
+chosen phase between two independent noise draws of the same boxes (each box's signal part with
+its own reconstructed tilt noise and with that of another box; exact and within one voxel per
+axis), for the centroid score used now and for the learned steerable score alone (the first
+implementation, random initialisation; its raw logit spread is reported too); ``selector_share``: the selector's forward + backward time over a whole
 supervised training step (batch 32, one thread), for the default and with the learned score.
 
 Full (sized to a 2-core CPU): SUB5 at 400 rows per class (1,000 per pool; the linear probe is
@@ -115,9 +116,13 @@ def selection_stats(embed, vols_a: torch.Tensor, vols_b: torch.Tensor) -> dict[s
     offs = phase_offsets(embed.patch)
     d = torch.remainder(offs[a] - offs[b] + embed.patch[0] // 2, embed.patch[0]) \
         - embed.patch[0] // 2
-    return {"entropy_nats": ent, "agree_exact": float((a == b).float().mean()),
-            "agree_1vox": float((d.abs() <= 1).all(-1).float().mean()),
-            "logit_std": float(la.std(-1).mean())}
+    out = {"entropy_nats": ent, "agree_exact": float((a == b).float().mean()),
+           "agree_1vox": float((d.abs() <= 1).all(-1).float().mean()),
+           "logit_std": float(la.std(-1).mean())}
+    if embed.selector is not None:  # the learned score before its z-scoring
+        with torch.no_grad():
+            out["raw_learned_logit_std"] = float(embed.selector(vols_a[:, None]).std(-1).mean())
+    return out
 
 
 def selector_share(selector_learned: bool, batch: int = 32, repeats: int = 3,
@@ -185,7 +190,8 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     g = torch.Generator().manual_seed(seed + 77)
     perm = torch.randperm(len(sub), generator=g).numpy()
     va = data.at_snr(0.1, sub)
-    vb = combine_signal_noise(data.signal[sub], data.noise[sub[perm]][np.argsort(perm)], 0.1)
+    # the second draw: each box's signal with the reconstructed tilt noise of another box
+    vb = combine_signal_noise(data.signal[sub], data.noise[sub[perm]], 0.1)
     stats = {}
     for key, kw in (("centroid", dict(selector_learned=False)),
                     ("learned_only", dict(prior_gain=0.0, selector_learned=True))):

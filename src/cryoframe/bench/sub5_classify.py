@@ -59,8 +59,12 @@ def _plot(metrics: dict, snrs, out_dir: Path) -> None:
     plt.close(fig)
 
 
-def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
-    """Run the suite (see module docstring); quick: 2 SNRs, small data, short training."""
+def run(quick: bool, out_dir: Path, seed: int, n_per_class: int | None = None) -> SuiteResult:
+    """Run the suite (see module docstring); quick: 2 SNRs, small data, short training.
+
+    ``n_per_class`` overrides the SUB5 size (rows per class, both pools) of a full run, for
+    reduced-size experiments; ``cryoframe bench`` never sets it.
+    """
     from cryoframe.baselines.cnn3d import predict_cnn3d, train_cnn3d
     from cryoframe.baselines.fft_align import FFTAligner, wedge_mask
     from cryoframe.baselines.invariant_features import InvariantFeatureClassifier
@@ -69,7 +73,7 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
 
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    n_per_class = 20 if quick else 2000
+    n_per_class = n_per_class or (20 if quick else 2000)
     snrs = (0.1, 0.01) if quick else (0.1, 0.05, 0.03, 0.01, 0.005)
     store = build_sub5(out_dir.parent / "_sub5_cache", n_per_class, seed, quick)
     data = load_sub5(store)
