@@ -8,8 +8,9 @@ Given the two independent accumulators of :mod:`cryoframe.recon.insertion`:
    weight of shell ``s`` (the map SSNR ``FSC / (1 − FSC)`` divided by the weight it was built
    from; RELION's ``τ²``-based regularisation in closed form); the full map uses
    ``FSC_full = 2 FSC / (1 + FSC)`` and the summed weights. FSC is clipped to [0.001, 0.999];
-3. final half maps, full map, unmasked and masked FSC (soft sphere), resolution at 0.143 and
-   cFAR (:func:`cryoframe.fourier.fsc.cfar`, 20° cones, integration to the 0.143 crossing).
+3. final half maps, full map, unmasked and masked FSC (soft sphere; each half's background
+   level outside the mask is subtracted first, otherwise the masked constant offset becomes a
+   sphere shared by both halves and inflates every shell), resolution at 0.143 and cFAR (:func:`cryoframe.fourier.fsc.cfar`, 20° cones, integration to the 0.143 crossing).
 """
 
 from __future__ import annotations
@@ -116,11 +117,16 @@ def finish_half_maps(acc1: FourierAccumulator, acc2: FourierAccumulator,
     full = wiener_volume(both, _regulariser(both, freq.numpy(), c_full))
     mask = soft_sphere(n, 0.4 * n if mask_radius_px is None else float(mask_radius_px), 4.0)
     freq, cu = fsc(h1, h2)
-    _, cm = fsc(h1, h2, mask)
+    # a constant background inside the soft mask would become a sphere shared by both halves,
+    # whose edge spreads correlation into every shell: zero the background level first
+    outside = mask < 1e-3
+    b1 = h1 - h1[outside].mean() if bool(outside.any()) else h1
+    b2 = h2 - h2[outside].mean() if bool(outside.any()) else h2
+    _, cm = fsc(b1, b2, mask)
     f = freq.numpy()
     res_m = resolution_at(f, cm.numpy(), 0.143, pixel_size_angstrom)
     res_u = resolution_at(f, cu.numpy(), 0.143, pixel_size_angstrom)
     _, crossed = fsc_crossing(f, cm.numpy(), 0.143)
-    cf = cfar(h1, h2, 0.143, mask=mask).cfar
+    cf = cfar(b1, b2, 0.143, mask=mask).cfar
     return HalfMapResult(h1, h2, full, mask, f, cu.numpy(), cm.numpy(), float(res_m),
                          float(res_u), not crossed, float(cf), float(pixel_size_angstrom))
