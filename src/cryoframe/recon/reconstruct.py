@@ -75,6 +75,7 @@ class ParticleSet:
     pixel_size_angstrom: float
     box_size_px: int
     premultiplied: bool = False
+    has_angles: bool = True
 
     def __len__(self) -> int:
         return len(self.stack_index)
@@ -88,8 +89,12 @@ def _one_value(values: np.ndarray, star: Path, field: str) -> float:
     return float(u[0])
 
 
-def read_particle_set(star: str | Path, seed: int = 0, require_ctf: bool = False) -> ParticleSet:
+def read_particle_set(star: str | Path, seed: int = 0, require_ctf: bool = False,
+                      require_angles: bool = True) -> ParticleSet:
     """Read and validate a 2D particle STAR file for reconstruction.
+
+    With ``require_angles=False`` a table without ``rlnAngleRot/Tilt/Psi`` gets identity
+    rotations and ``has_angles = False`` (for refinement from scratch and ab initio).
 
     Raises
     ------
@@ -106,10 +111,17 @@ def read_particle_set(star: str | Path, seed: int = 0, require_ctf: bool = False
         raise InputError("file not found", file=star, field="STAR", expected="a particle STAR")
     table = read_particle_table(star)
     df = table.particles
-    require_columns(df, ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"], file=star,
-                    what="particle table")
+    angle_cols = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+    has_angles = all(c in df.columns for c in angle_cols)
+    if require_angles or has_angles:
+        require_columns(df, angle_cols, file=star, what="particle table")
     pix = _one_value(pixel_size_angstrom(table), star, "rlnImagePixelSize")
-    rotations, shifts = poses_from_particles(table)
+    if has_angles:
+        rotations, shifts = poses_from_particles(table)
+    else:
+        table.particles = df.assign(rlnAngleRot=0.0, rlnAngleTilt=0.0, rlnAnglePsi=0.0)
+        rotations, shifts = poses_from_particles(table)
+        df = table.particles
     idx, names = _parse_image_names(df["rlnImageName"].astype(str).tolist(), star)
     cache: dict[str, Path] = {}
     files = []
@@ -168,7 +180,7 @@ def read_particle_set(star: str | Path, seed: int = 0, require_ctf: bool = False
                        rotations=rotations.to(torch.float32),
                        shifts_yx_angstrom=shifts[:, 1:].to(torch.float32), ctf=ctf,
                        subset=subset, pixel_size_angstrom=pix, box_size_px=int(box or 0),
-                       premultiplied=premult)
+                       premultiplied=premult, has_angles=has_angles)
 
 
 def iter_image_batches(ps: ParticleSet, batch_size: int = 256,

@@ -168,10 +168,10 @@ def _global_search(matcher: SliceMatcher, grid: Tensor, spec: Tensor, ctf: Tenso
     return best_idx, t[torch.arange(b), best_s]
 
 
-def _shift_offsets(n: int, radius_shells: float, max_shift_px: float) -> Tensor:
+def _shift_offsets(n: int, radius_shells: float, max_shift_px: float, max_k: int = 2) -> Tensor:
     """3 × 3 (or 5 × 5) offsets with a step keeping the phase error at the edge ≤ π/2."""
     step = max(0.5, n / (4.0 * max(radius_shells, 1.0)))
-    k = 2 if 2 * step <= max_shift_px else 1
+    k = min(max_k, 2 if 2 * step <= max_shift_px else 1)
     r = torch.arange(-k, k + 1, dtype=torch.float32) * step
     return torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2)
 
@@ -325,6 +325,15 @@ def refine_particles(ps: ParticleSet, reference: Tensor, config: RefineConfig | 
     return RefineResult(rots, shifts_px * pix, maps, history, time.perf_counter() - t0)
 
 
+def read_particle_set_any(star: str | Path, seed: int = 0) -> tuple[ParticleSet, bool]:
+    """:func:`~cryoframe.recon.reconstruct.read_particle_set`, accepting STARs without angles
+    (identity poses then); returns the set and whether it carried angles."""
+    from cryoframe.recon.reconstruct import read_particle_set
+
+    ps = read_particle_set(star, seed=seed, require_angles=False)
+    return ps, ps.has_angles
+
+
 def refine_star(star: str | Path, reference: str | Path, out_dir: str | Path,
                 config: RefineConfig | None = None, seed: int = 0,
                 log: Callable[[str], None] | None = None) -> RefineResult:
@@ -336,24 +345,10 @@ def refine_star(star: str | Path, reference: str | Path, out_dir: str | Path,
     from cryoframe._atomic import atomic_write_text
     from cryoframe.io.mrc import read_mrc
     from cryoframe.io.star import particles_with_poses, read_particles, write_particles
-    from cryoframe.recon.reconstruct import ReconstructionRun, read_particle_set, \
-        write_reconstruction
+    from cryoframe.recon.reconstruct import ReconstructionRun, write_reconstruction
 
     star, reference, out = Path(star), Path(reference), Path(out_dir)
-    table = read_particles(star) if star.exists() else None
-    if table is not None and "rlnAngleRot" not in table.particles.columns:
-        has_poses = False
-        for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"):
-            table.particles[c] = 0.0
-        tmp = out / ".input_with_zero_angles.star"
-        out.mkdir(parents=True, exist_ok=True)
-        write_particles(tmp, table)
-        ps = read_particle_set(tmp, seed=seed)
-        ps.star = star
-        tmp.unlink()
-    else:
-        has_poses = True
-        ps = read_particle_set(star, seed=seed)
+    ps, has_poses = read_particle_set_any(star, seed)
     if not reference.exists():
         raise InputError("reference map not found", file=reference, field="--reference",
                          expected="an MRC map")
