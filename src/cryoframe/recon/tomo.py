@@ -5,10 +5,16 @@ WarpTools and RELION 5 export each subtomogram as a stack of its tilt images
 per-tilt geometry and CTF in the tomograms STAR (one loop per tomogram). Every visible tilt
 image becomes one 2D particle for :func:`cryoframe.recon.reconstruct.reconstruct_particles`:
 
-* pose: ``A_f · A_p`` (xyz), where ``A_p`` is the particle's RELION Euler matrix
-  (reference → tomogram) and ``A_f`` the rotation part of the tilt's projection matrix
-  (rows ``rlnTomoProjX/Y/Z``: tomogram → tilt image, z = depth), converted to cryoframe's
-  zyx pose ``R = Π A_f A_p Π``;
+* pose: ``A_f · A_p · M`` (xyz), where ``A_p`` is the particle's RELION Euler matrix
+  (reference → tomogram), ``A_f`` the rotation part of the tilt's projection matrix
+  (rows ``rlnTomoProjX/Y/Z``: tomogram → tilt image, z = depth) and ``M = diag(1, 1, −1)``
+  the mirror of the reference z axis, converted to cryoframe's zyx matrix
+  ``R = Π A_f A_p M Π``. ``M`` was **determined empirically** on the WarpTools
+  *M. pneumoniae* ribosomes (bench ``warp-ribo``): without it the map is the z-mirror of
+  RELION's reconstruction of the same particles (masked FSC at shells 1–8 rises from
+  0.96–0.06 to 0.99–0.66 with it, and 48 axis permutations/flips were tried); the half-map
+  consistency is the same either way (a mirror of the whole map). The physical origin (WarpTools'
+  or RELION's reference-frame hand) is not established here;
 * shift: the particle's 3D shift ``−rlnOrigin{X,Y,Z}Angst`` projected by ``A_f`` (y, x);
 * CTF: the tilt's ``rlnDefocusU/V/Angle`` plus the particle's depth offset along the beam,
   ``handedness · (A_f (p − c))_z`` in Å (RELION's ``Tomogram::getCtf`` with slope 1), the
@@ -34,6 +40,9 @@ import torch
 
 from cryoframe._errors import InputError
 from cryoframe.recon.reconstruct import ParticleSet
+
+# z mirror of the reference frame (zyx order), see the module docstring
+_MIRROR_Z = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
 
 __all__ = ["is_tilt_series_star", "read_tilt_series_particles", "parse_matrix_rows",
            "dose_weights"]
@@ -192,7 +201,7 @@ def read_tilt_series_particles(star: str | Path, tomograms: str | Path | None = 
                 if "rlnMicrographPreExposure" in tilts.columns else np.zeros(len(tilts)))
         for f in np.nonzero(visible)[0]:
             a_f = torch.as_tensor(proj[f])
-            rots.append(xyz_to_zyx_matrix(a_f) @ a_part[p])
+            rots.append(xyz_to_zyx_matrix(a_f) @ a_part[p] @ _MIRROR_Z)
             s_xyz = a_f.numpy() @ (-origin[p])
             shifts.append([s_xyz[1], s_xyz[0]])
             depth = hand * float(proj[f][2] @ pos)
