@@ -9,8 +9,9 @@ stochastic rounds over random mini-batches:
 2. each round takes a fresh random mini-batch of ``batch_fraction`` of the subset, searches
    globally (SO(3) grid + shift grid, :func:`cryoframe.recon.refine._global_search`) against
    the current model up to the round's resolution, which marches geometrically from
-   ``start_resolution_angstrom`` (default: 6 Fourier shells) to ``end_resolution_angstrom``
-   (default: 2.5× finer); the grid step follows the
+   ``start_resolution_angstrom`` (default: 5 Fourier shells) to ``end_resolution_angstrom``
+   (default: 2× finer; measured on refine-sim's data, SNR 0.1: 48 → 19 Å over 1,000 particles
+   gave a wrong model, 60 → 30 Å over 2,000 an FSC against the truth of 0.93 at 41 Å); the grid step follows the
    radius (``2 atan(1/radius)``, within [``min_step_deg``, 20°]) and the shifts are searched on
    a 3 × 3 grid;
 3. the model is rebuilt from that mini-batch by direct Fourier insertion with a Wiener
@@ -48,9 +49,9 @@ class AbinitioConfig:
 
     subset_size: int = 2000
     batch_fraction: float = 0.75
-    n_rounds: int = 20
-    start_resolution_angstrom: float | None = None  # None: 6 Fourier shells (box·pixel/6)
-    end_resolution_angstrom: float | None = None  # None: max(2.5 pixels, start / 2.5)
+    n_rounds: int = 16
+    start_resolution_angstrom: float | None = None  # None: 5 Fourier shells (box·pixel/5)
+    end_resolution_angstrom: float | None = None  # None: max(2.5 pixels, start / 2)
     min_step_deg: float = 10.0
     seed: int = 0
 
@@ -108,8 +109,8 @@ def abinitio_particles(ps: ParticleSet, config: AbinitioConfig | None = None,
     rots = random_rotations(m, generator=gen).to(torch.float32)
     shifts = torch.zeros(m, 2)
     mask = soft_sphere(n, 0.42 * n, 3.0)
-    res0 = cfg.start_resolution_angstrom or n * pix / 6.0
-    res1 = cfg.end_resolution_angstrom or max(2.5 * pix, res0 / 2.5)
+    res0 = cfg.start_resolution_angstrom or n * pix / 5.0
+    res1 = cfg.end_resolution_angstrom or max(2.5 * pix, res0 / 2.0)
     vol = _rebuild(ps, rows, imgs, rots, shifts, res0, mask)
     history = []
     max_shift = 0.1 * n
