@@ -14,8 +14,12 @@ from cryoframe.fourier.fsc import fsc
 from cryoframe.geometry.rotations import random_rotations
 from cryoframe.recon.insertion import FourierAccumulator, wiener_volume
 from cryoframe.recon.reconstruct import read_particle_set, reconstruct_star
-from cryoframe.simulate.particles2d import (centre_density, load_density, project_volume,
-                                           simulate_particle_stack)
+from cryoframe.simulate.particles2d import (
+    centre_density,
+    load_density,
+    project_volume,
+    simulate_particle_stack,
+)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_refine_from_scratch_recovers_poses(dataset):
 
 
 def test_refine_star_writes_outputs_and_rejects_bad_reference(dataset, tmp_path):
-    d, star, vol, vs = dataset
+    _, star, vol, vs = dataset
     ref = tmp_path / "ref.mrc"
     write_mrc(ref, vol, vs)
     out = tmp_path / "out"

@@ -57,9 +57,13 @@ def _po_rotations(n: int, frac_po: float, cone_deg: float, gen: torch.Generator)
 def _build(ps_builder_dir: Path, seed: int, n: int):
     from cryoframe.simulate.density import load_density
     from cryoframe.simulate.junk2d import JUNK_KINDS, simulate_junk_set
-    from cryoframe.simulate.particles2d import (ParticleSimConfig, SimulatedParticles,
-                                               centre_density, simulate_particles,
-                                               write_particle_stack)
+    from cryoframe.simulate.particles2d import (
+        ParticleSimConfig,
+        SimulatedParticles,
+        centre_density,
+        simulate_particles,
+        write_particle_stack,
+    )
 
     vol = centre_density(np.asarray(load_density("1U6G", voxel_size_angstrom=PIXEL_A).data,
                                     np.float32))

@@ -38,8 +38,11 @@ def register(app: typer.Typer) -> None:
 
         from cryoframe import __version__
         from cryoframe._atomic import atomic_write_text
-        from cryoframe.recon.reconstruct import (read_particle_set, reconstruct_particles,
-                                                 write_reconstruction)
+        from cryoframe.recon.reconstruct import (
+            read_particle_set,
+            reconstruct_particles,
+            write_reconstruction,
+        )
         from cryoframe.recon.tomo import is_tilt_series_star, read_tilt_series_particles
 
         if threads:

@@ -37,8 +37,13 @@ from torch import Tensor
 from cryoframe.recon.halves import soft_sphere
 from cryoframe.recon.insertion import FourierAccumulator, wiener_volume
 from cryoframe.recon.reconstruct import ParticleSet, ctf_at_points, iter_image_batches
-from cryoframe.recon.refine import (SliceMatcher, _ctf_for, _global_search, _noise_weights,
-                                    _shift_offsets)
+from cryoframe.recon.refine import (
+    SliceMatcher,
+    _ctf_for,
+    _global_search,
+    _noise_weights,
+    _shift_offsets,
+)
 
 __all__ = ["AbinitioConfig", "AbinitioResult", "abinitio_particles"]
 

@@ -26,7 +26,7 @@ from torch import Tensor
 from cryoframe.fourier.fsc import cfar, fsc, fsc_crossing, resolution_at
 from cryoframe.recon.insertion import FourierAccumulator, shell_average, wiener_volume
 
-__all__ = ["HalfMapResult", "finish_half_maps", "soft_sphere", "masked_fsc_corrected"]
+__all__ = ["HalfMapResult", "finish_half_maps", "masked_fsc_corrected", "soft_sphere"]
 
 
 @dataclass

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from cryoframe._errors import InputError
 
-__all__ = ["FourierAccumulator", "wiener_volume", "gridding_correct", "shell_average"]
+__all__ = ["FourierAccumulator", "gridding_correct", "shell_average", "wiener_volume"]
 
 
 class FourierAccumulator:

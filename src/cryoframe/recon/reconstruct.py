@@ -29,9 +29,16 @@ from cryoframe._errors import InputError
 from cryoframe.recon.halves import HalfMapResult, finish_half_maps
 from cryoframe.recon.insertion import FourierAccumulator
 
-__all__ = ["ParticleSet", "read_particle_set", "iter_image_batches", "ctf_at_points",
-           "reconstruct_particles", "reconstruct_star", "write_reconstruction",
-           "ReconstructionRun"]
+__all__ = [
+    "ParticleSet",
+    "ReconstructionRun",
+    "ctf_at_points",
+    "iter_image_batches",
+    "read_particle_set",
+    "reconstruct_particles",
+    "reconstruct_star",
+    "write_reconstruction",
+]
 
 _CTF_COLUMNS = ["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnVoltage",
                 "rlnSphericalAberration", "rlnAmplitudeContrast"]
@@ -103,8 +110,12 @@ def read_particle_set(star: str | Path, seed: int = 0, require_ctf: bool = False
         ``rlnRandomSubset`` values, images of the wrong size.
     """
     from cryoframe.io.star import pixel_size_angstrom, poses_from_particles, require_columns
-    from cryoframe.particles.stack import (_parse_image_names, _read_stack, _resolve,
-                                           read_particle_table)
+    from cryoframe.particles.stack import (
+        _parse_image_names,
+        _read_stack,
+        _resolve,
+        read_particle_table,
+    )
 
     star = Path(star)
     if not star.exists():

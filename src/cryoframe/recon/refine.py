@@ -45,7 +45,7 @@ from cryoframe.recon.halves import HalfMapResult, finish_half_maps
 from cryoframe.recon.insertion import FourierAccumulator
 from cryoframe.recon.reconstruct import ParticleSet, ctf_at_points, iter_image_batches
 
-__all__ = ["RefineConfig", "RefineResult", "refine_particles", "refine_star", "SliceMatcher"]
+__all__ = ["RefineConfig", "RefineResult", "SliceMatcher", "refine_particles", "refine_star"]
 
 
 @dataclass(frozen=True)

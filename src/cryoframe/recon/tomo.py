@@ -44,8 +44,12 @@ from cryoframe.recon.reconstruct import ParticleSet
 # z mirror of the reference frame (zyx order), see the module docstring
 _MIRROR_Z = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
 
-__all__ = ["is_tilt_series_star", "read_tilt_series_particles", "parse_matrix_rows",
-           "dose_weights"]
+__all__ = [
+    "dose_weights",
+    "is_tilt_series_star",
+    "parse_matrix_rows",
+    "read_tilt_series_particles",
+]
 
 
 def is_tilt_series_star(star: str | Path) -> bool:
@@ -120,8 +124,12 @@ def read_tilt_series_particles(star: str | Path, tomograms: str | Path | None = 
     """
     from cryoframe.geometry.euler import relion_euler_to_matrix
     from cryoframe.geometry.rotations import xyz_to_zyx_matrix
-    from cryoframe.io.star import pixel_size_angstrom, read_particles, read_tomograms, \
-        require_columns
+    from cryoframe.io.star import (
+        pixel_size_angstrom,
+        read_particles,
+        read_tomograms,
+        require_columns,
+    )
     from cryoframe.particles.stack import _read_stack, _resolve
 
     star = Path(star)

@@ -38,7 +38,7 @@ from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
 from cryoframe.recon.reconstruct import ParticleSet
 from cryoframe.recon.refine import RefineConfig, RefineResult, refine_particles
 
-__all__ = ["WizardConfig", "Candidate", "WizardResult", "take_particles", "run_wizard"]
+__all__ = ["Candidate", "WizardConfig", "WizardResult", "run_wizard", "take_particles"]
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class WizardConfig:
     cfar_threshold: float = 0.15
     n_clusters: int = 8
     min_particles: int = 50
-    abinitio: AbinitioConfig = AbinitioConfig(subset_size=1000)
-    refine: RefineConfig = RefineConfig(max_iterations=3)
+    abinitio: AbinitioConfig = field(default_factory=lambda: AbinitioConfig(subset_size=1000))
+    refine: RefineConfig = field(default_factory=lambda: RefineConfig(max_iterations=3))
     seed: int = 0
 
 
@@ -74,7 +74,7 @@ class Candidate:
         return self.result.maps.cfar
 
     def summary(self) -> dict:
-        return {"stage": self.stage, "name": self.name, "n_particles": int(len(self.rows)),
+        return {"stage": self.stage, "name": self.name, "n_particles": len(self.rows),
                 "resolution_angstrom": self.resolution_angstrom, "cfar": self.cfar}
 
 
