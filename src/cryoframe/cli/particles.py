@@ -60,6 +60,12 @@ def register(app: typer.Typer) -> None:
         voltage_kv: float = typer.Option(300.0, "--voltage-kv"),
         cs_mm: float = typer.Option(2.7, "--cs-mm"),
         amplitude_contrast: float = typer.Option(0.1, "--amplitude-contrast"),
+        astigmatism_max_angstrom: float = typer.Option(
+            500.0, "--astigmatism-max-angstrom", min=0.0,
+            help="DefocusU − DefocusV drawn uniformly in [0, this] Å; angle uniform in [0, 180)."),
+        shift_sigma_angstrom: float = typer.Option(
+            0.0, "--shift-sigma-angstrom", min=0.0,
+            help="σ of the Gaussian in-plane shifts (Å), written as rlnOriginX/YAngst = −shift."),
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Simulate particle images (projection, CTF, noise) as MRCS + RELION STAR."""
@@ -68,7 +74,9 @@ def register(app: typer.Typer) -> None:
         cfg = ParticleSimConfig(
             box_size_px=box_size_px, pixel_size_angstrom=pixel_size_angstrom, snr=snr,
             defocus_min_angstrom=defocus_min_um * 1e4, defocus_max_angstrom=defocus_max_um * 1e4,
-            voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast)
+            voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast,
+            astigmatism_max_angstrom=astigmatism_max_angstrom,
+            shift_sigma_angstrom=shift_sigma_angstrom)
         _run_record(out.parent, "particles_simulate",
                     {"density": density, "n": n, "seed": seed, **cfg.model_dump()})
         sim = simulate_particle_stack(density, n, out, cfg, seed=seed)

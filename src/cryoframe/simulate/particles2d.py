@@ -575,7 +575,8 @@ def write_particle_stack(sim: SimulatedParticles, out_star: str | Path) -> Path:
     """Write ``sim`` as ``<stem>.mrcs`` + RELION 3.1 STAR (optics + particles blocks).
 
     Poses and shifts go through :func:`cryoframe.io.star.particles_with_poses` (RELION Euler
-    angles; ``rlnOriginX/YAngst`` = −shift), CTF parameters per particle, pixel size, voltage,
+    angles; ``rlnOriginX/YAngst`` = −shift), CTF parameters per particle (``rlnPhaseShift`` = 0
+    always written: cryoDRGN 4.3 silently builds NaN CTFs without it), pixel size, voltage,
     Cs and amplitude contrast in the optics group.
     """
     import pandas as pd
@@ -601,6 +602,8 @@ def write_particle_stack(sim: SimulatedParticles, out_star: str | Path) -> Path:
         "rlnDefocusV": sim.defocus_v_angstrom.numpy().astype(np.float64),
         "rlnDefocusAngle": sim.defocus_angle_deg.numpy().astype(np.float64),
         "rlnCtfBfactor": np.full(n, float(cfg.b_factor_angstrom2)),
+        # always written (0 without a phase plate): cryoDRGN 4.3 builds NaN CTFs without it
+        "rlnPhaseShift": np.zeros(n),
         "rlnOriginXAngst": np.zeros(n), "rlnOriginYAngst": np.zeros(n),
         "rlnOpticsGroup": np.ones(n, dtype=np.int64),
     })
