@@ -7,6 +7,13 @@ a per-tilt ``|CTF|`` with fresh defoci and WBP-coloured noise
 (:mod:`cryoframe.simulate.tilt_matched`), combined at a per-sample SNR exactly as SUB5 combines
 its signal and noise parts (:func:`cryoframe.simulate.noise.combine_signal_noise`).
 
+Crowding: with ``neighbours_mean > 0`` each box also holds a Poisson number of neighbouring
+particles (random classes and poses, their own per-tilt CTF) whose centres lie 17–26 voxels from
+the box centre (the minimum separation of CryoEngine's scenes up to a box half-diagonal), shifted
+without wrap-around, so their edges intrude as in boxes cut from a crowded tomogram. SUB5 boxes
+carry 24 % of their signal energy beyond 12 voxels from the centre against 8.5 % for isolated
+particles (measured on 300 boxes each), which is what this imitates. The label is the centre's.
+
 SNR schedule (curriculum): a fraction ``clean_fraction`` of each batch is at SNR 100 (the clean
 pool of the classification protocol), the rest log-uniform in ``[snr_low(step), snr_high]`` where
 ``snr_low`` falls geometrically from ``snr_start`` to ``snr_end`` over ``curriculum_steps``.
@@ -70,10 +77,13 @@ class TiltMatchedSource:
         Uniform sub-voxel picking error per axis (voxels).
     seed : int
         Data seed.
+    neighbours_mean : float
+        Mean number of neighbouring particles per box (Poisson); 0 = isolated particles.
     """
 
     def __init__(self, bank: ClassBank, box_px: int = 32, geometry: TiltGeometry | None = None,
-                 offset_max_px: float = 1.0, seed: int = 0) -> None:
+                 offset_max_px: float = 1.0, seed: int = 0, neighbours_mean: float = 0.0) -> None:
+        self.neighbours_mean = float(neighbours_mean)
         self.bank = bank
         self.box = int(box_px)
         self.geometry = geometry or TiltGeometry()
@@ -108,12 +118,36 @@ class TiltMatchedSource:
                                   s=(L, L, L), dim=(-3, -2, -1))
         return signal, coloured_noise(n, self.psd, generator)
 
+    def add_neighbours(self, signal: Tensor, generator: torch.Generator) -> Tensor:
+        """``signal`` plus Poisson(``neighbours_mean``) intruding neighbours per box."""
+        n = signal.shape[0]
+        counts = torch.poisson(torch.full((n,), self.neighbours_mean), generator=generator).long()
+        total = int(counts.sum())
+        if total == 0:
+            return signal
+        owner = torch.repeat_interleave(torch.arange(n), counts)
+        cls = torch.randint(0, self.n_classes, (total,), generator=generator)
+        boxes, _ = self.signal_noise(cls, generator)
+        d = torch.randn((total, 3), generator=generator)
+        d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-9)
+        dist = 17.0 + 9.0 * torch.rand(total, generator=generator)
+        shifts = (d * dist[:, None]).round().long()
+        L = self.box
+        out = signal.clone()
+        for j in range(total):
+            padded = torch.nn.functional.pad(boxes[j], (L, L) * 3)
+            moved = torch.roll(padded, shifts=tuple(shifts[j].tolist()), dims=(0, 1, 2))
+            out[owner[j]] += moved[L:2 * L, L:2 * L, L:2 * L]
+        return out
+
     def batch(self, step: int, batch_size: int, schedule: SNRSchedule,
               stream: int = 0) -> dict[str, Tensor]:
         """Standardised noisy volumes `(B, L, L, L)`, labels `(B,)` and SNRs `(B,)`."""
         gen = self.generator(step, stream)
         labels = torch.randint(0, self.n_classes, (batch_size,), generator=gen)
         signal, noise = self.signal_noise(labels, gen)
+        if self.neighbours_mean > 0:
+            signal = self.add_neighbours(signal, self.generator(step, stream + 1000))
         snr = schedule.draw(batch_size, step, gen)
         vols = torch.stack([combine_signal_noise(signal[i:i + 1], noise[i:i + 1], float(s))[0]
                             for i, s in enumerate(snr.tolist())])

@@ -8,7 +8,8 @@ over the classes of a :class:`~cryoframe.simulate.class_bank.ClassBank`; batches
 curriculum). The features a user gets are the backbone's pooled features, before the projector.
 
 A run is extended by resuming it with a larger ``steps`` (the cosine schedule then continues
-towards the new end); every other training setting must match the checkpoint's.
+towards the new end), optionally with crowded boxes (``neighbours_mean``); every other training
+setting must match the checkpoint's.
 
 Durable: every ``checkpoint_every`` steps the whole state (encoder, projector, classifier,
 optimiser, step) is written atomically to ``checkpoint.pt`` and the encoder alone to
@@ -67,6 +68,7 @@ class SupervisedConfig(BaseModel):
     snr_high: float = Field(0.5, gt=0)
     curriculum_steps: PositiveInt = 3000
     clean_fraction: float = Field(0.15, ge=0, le=1)
+    neighbours_mean: float = Field(0.0, ge=0)
     checkpoint_every: PositiveInt = 200
     log_every: PositiveInt = 20
     eval_every: int = Field(1000, ge=0)
@@ -97,9 +99,10 @@ class SupervisedModel(nn.Module):
         return self.classifier(self.projector(encoder_features(self.encoder, x[:, None])), labels)
 
 
-def dev_probe_data(per_class: int, snr: float, seed: int = 1234) -> dict:
+def dev_probe_data(per_class: int, snr: float, seed: int = 1234,
+                   neighbours_mean: float = 0.0) -> dict:
     """Development set on unseen classes: an SNR-100 pool and a target pool at ``snr``."""
-    src = TiltMatchedSource(build_dev_bank(), seed=seed)
+    src = TiltMatchedSource(build_dev_bank(), seed=seed, neighbours_mean=neighbours_mean)
     n = per_class * len(src.bank)
     labels = torch.arange(len(src.bank)).repeat_interleave(per_class)
     gen = src.generator(0, 7)
@@ -109,6 +112,8 @@ def dev_probe_data(per_class: int, snr: float, seed: int = 1234) -> dict:
     out = {}
     for name, s in (("clean", 100.0), ("target", snr)):
         sig, noi = src.signal_noise(labels, gen)
+        if neighbours_mean > 0:
+            sig = src.add_neighbours(sig, gen)
         out[name] = standardize(combine_signal_noise(sig, noi, s))
     out["labels"] = labels.numpy()
     out["n"] = n
@@ -185,7 +190,7 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "checkpoint.pt"
     bank = build_class_bank(n_assemblies=cfg.n_assemblies, seed=cfg.seed)
-    source = TiltMatchedSource(bank, seed=cfg.seed)
+    source = TiltMatchedSource(bank, seed=cfg.seed, neighbours_mean=cfg.neighbours_mean)
     schedule = SNRSchedule(cfg.snr_start, cfg.snr_end, cfg.snr_high, cfg.curriculum_steps,
                            cfg.clean_fraction)
     torch.manual_seed(cfg.seed)
@@ -197,11 +202,11 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
     if ckpt_path.exists():
         blob = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         saved = SupervisedConfig(**json.loads(blob["config"]))
-        free = {"steps", "checkpoint_every", "log_every", "eval_every"}
+        free = {"steps", "checkpoint_every", "log_every", "eval_every", "neighbours_mean"}
         if saved.model_dump(exclude=free) != cfg.model_dump(exclude=free):
             raise InputError("checkpoint was written with another configuration", file=ckpt_path,
                              field="config", expected=f"{saved.model_dump(exclude=free)} "
-                             "(only steps and the logging intervals may change on resume)")
+                             "(only steps, neighbours_mean and the logging intervals may change on resume)")
         model.load_state_dict({k: v.to(device) for k, v in blob["model"].items()})
         opt.load_state_dict(blob["optimizer"])
         start = int(blob["step"])
