@@ -11,7 +11,7 @@ if [ -d .whl ]; then
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD/src:${PYTHONPATH:-} PYTHONUNBUFFERED=1
-RUN=benchmarks/runs/cnn3d_supervised
+RUN=benchmarks/runs/cnn3d_crowded
 mkdir -p "$OUT/run"
 for f in checkpoint.pt log.csv dev.csv; do
   if [ -f "$RUN/$f" ]; then cp "$RUN/$f" "$OUT/run/"; fi
