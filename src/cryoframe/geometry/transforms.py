@@ -33,6 +33,7 @@ from cryoframe.geometry._tensor import as_float_tensor
 from cryoframe.geometry.grids import fftfreq_grid
 
 __all__ = [
+    "wedge_preserving_rotations",
     "rotate_volumes",
     "rotate_images",
     "shift_volumes_fourier",
@@ -325,3 +326,29 @@ def shift_images_fourier(img: Tensor, shifts_yx_px: Tensor) -> Tensor:
         Shifted images.
     """
     return _shift_fourier(img, shifts_yx_px, 2)
+
+
+def wedge_preserving_rotations(volumes: Tensor) -> list[Tensor]:
+    """The four proper rotations about the box centre that keep a tilt-axis-y wedge a wedge.
+
+    Identity and the 180° turns about z, y and x (``(z, y, x) → (z, −y, −x)``, ``(−z, y, −x)``,
+    ``(−z, −y, x)``) map the missing wedge of a tilt series about y with the beam along z onto
+    itself, so the turned subtomograms are as a tomogram would have given them. Exact index
+    permutations about voxel ``n // 2`` (a flip, then a roll by one voxel for even ``n``).
+
+    Parameters
+    ----------
+    volumes : Tensor
+        `(..., D, H, W)` volumes.
+
+    Returns
+    -------
+    list of Tensor
+        Four tensors of the same shape, the identity first.
+    """
+    out = [volumes]
+    for dims in ((-2, -1), (-3, -1), (-3, -2)):
+        f = torch.flip(volumes, dims)
+        shifts = [1 if volumes.shape[d] % 2 == 0 else 0 for d in dims]
+        out.append(torch.roll(f, shifts=shifts, dims=dims))
+    return out
