@@ -11,8 +11,9 @@ Measured, in the same run, on the same STAR:
 * cryoframe: ``cryoframe reconstruct STAR --out DIR`` as a subprocess (pad 1, one torch
   thread), end-to-end wall time (start-up, reading, insertion of both halves, Wiener maps,
   FSCs, cFAR, writing);
-* cryoDRGN 4.3.1 (GPL-3, never a dependency; its own venv, default ``CRYODRGN`` =
-  ``/work/cryodrgn-venv/bin/cryodrgn``), exactly::
+* cryoDRGN 4.3.1 (GPL-3, never a dependency; installed in a venv of its own, e.g.
+  ``python -m venv cdrgn && cdrgn/bin/pip install torch==2.13.0 cryodrgn==4.3.1``; the
+  executable is ``$CRYODRGN`` if set, else ``cryodrgn`` on the ``PATH``), exactly::
 
       cryodrgn parse_pose_star STAR -o pose.pkl -D 96 --Apix 3
       cryodrgn parse_ctf_star STAR -o ctf.pkl
@@ -20,7 +21,7 @@ Measured, in the same run, on the same STAR:
 
   with ``OMP_NUM_THREADS=MKL_NUM_THREADS=1``; ``images/s`` is the particle count divided by the
   wall time of ``backproject_voxel`` (which includes its half maps and FSC, like ours).
-  Without the venv the reference metrics are ``null``.
+  Without a cryoDRGN executable the reference metrics are ``null``.
 
 Metrics: FSC of each full map against the truth (unmasked); ``res_shell_vs_truth`` /
 ``ref_res_shell_vs_truth`` = the last Fourier shell before the curve first drops below 0.143
@@ -49,7 +50,7 @@ BOX = 96
 PIXEL_A = 3.0
 SNR = 0.1
 _CLI = "import sys; from cryoframe.cli.main import main; sys.exit(main())"
-CRYODRGN = os.environ.get("CRYODRGN", "/work/cryodrgn-venv/bin/cryodrgn")
+CRYODRGN_ENV = "CRYODRGN"  #: environment variable naming the cryoDRGN executable
 
 
 def last_shell_above(curve: np.ndarray, threshold: float = 0.143) -> int:
@@ -65,9 +66,11 @@ def _env1() -> dict:
 
 
 def _run_cryodrgn(star: Path, out: Path, n: int) -> tuple[Path | None, float | None, str]:
-    exe = Path(CRYODRGN)
-    if not exe.exists():
-        return None, None, f"cryoDRGN not found at {exe}"
+    found = os.environ.get(CRYODRGN_ENV) or shutil.which("cryodrgn")
+    exe = Path(found) if found else None
+    if exe is None or not exe.exists():
+        return None, None, (f"cryoDRGN not found (set ${CRYODRGN_ENV} to its executable or put "
+                            "cryodrgn on the PATH)")
     env = _env1()
     cmds = [[str(exe), "parse_pose_star", str(star), "-o", str(out / "pose.pkl"), "-D", str(BOX),
              "--Apix", str(PIXEL_A)],
