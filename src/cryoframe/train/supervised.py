@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,11 @@ from cryoframe.models import create_model
 from cryoframe.models.heads import CosineClassifier
 from cryoframe.models.pretrained import save_encoder_file
 from cryoframe.simulate.class_bank import build_class_bank, build_dev_bank
+from cryoframe.train.fullpath_bank import FullPathBankSource, build_fullpath_bank_store
 from cryoframe.train.labelled_source import SNRSchedule, TiltMatchedSource
 from cryoframe.train.schedules import warmup_cosine
 
-__all__ = ["SupervisedConfig", "SupervisedModel", "encoder_features", "dev_probe_data",
+__all__ = ["fullpath_store_path", "SupervisedConfig", "SupervisedModel", "encoder_features", "dev_probe_data",
            "dev_probe", "run_supervised"]
 
 
@@ -69,6 +71,9 @@ class SupervisedConfig(BaseModel):
     curriculum_steps: PositiveInt = 3000
     clean_fraction: float = Field(0.15, ge=0, le=1)
     neighbours_mean: float = Field(0.0, ge=0)
+    fullpath_fraction: float = Field(0.0, ge=0, le=1)
+    fullpath_per_class: int = Field(100, ge=1)
+    fullpath_seed: int = 11
     checkpoint_every: PositiveInt = 200
     log_every: PositiveInt = 20
     eval_every: int = Field(1000, ge=0)
@@ -178,12 +183,23 @@ def _param_groups(model: nn.Module, wd: float) -> list[dict]:
     return [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def fullpath_store_path(cfg: SupervisedConfig, cache_dir: str | Path | None = None) -> Path:
+    """Where the full-path bank store of ``cfg`` lives (``$CRYOFRAME_CACHE``, ~/.cache/cryoframe)."""
+    root = Path(cache_dir) if cache_dir is not None else \
+        Path(os.environ.get("CRYOFRAME_CACHE", "~/.cache/cryoframe")).expanduser()
+    return root / f"bank_full_a{cfg.n_assemblies}_n{cfg.fullpath_per_class}_seed{cfg.fullpath_seed}.zarr"
+
+
 def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | None = None,
-                   progress=print, device: str = "cpu", max_wall_s: float | None = None) -> Path:
+                   progress=print, device: str = "cpu", max_wall_s: float | None = None,
+                   cache_dir: str | Path | None = None) -> Path:
     """Train (or resume) in ``out_dir``; stops at ``cfg.steps`` or after ``max_steps`` more steps.
 
     ``device`` runs the network there (batches are simulated on the CPU); ``max_wall_s`` stops
-    after the first checkpoint past that wall time of training (set-up not counted). Returns the
+    after the first checkpoint past that wall time of training (set-up not counted). With
+    ``cfg.fullpath_fraction > 0`` that share of every batch comes from full tilt-series path
+    boxes of the same classes (:mod:`cryoframe.train.fullpath_bank`), simulated once into
+    ``cache_dir`` (:func:`fullpath_store_path`) and resumed there if interrupted. Returns the
     path of ``encoder.pt``.
     """
     out = Path(out_dir)
@@ -202,11 +218,13 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
     if ckpt_path.exists():
         blob = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         saved = SupervisedConfig(**json.loads(blob["config"]))
-        free = {"steps", "checkpoint_every", "log_every", "eval_every", "neighbours_mean"}
+        free = {"steps", "checkpoint_every", "log_every", "eval_every", "neighbours_mean",
+                "fullpath_fraction", "fullpath_per_class", "fullpath_seed"}
         if saved.model_dump(exclude=free) != cfg.model_dump(exclude=free):
             raise InputError("checkpoint was written with another configuration", file=ckpt_path,
                              field="config", expected=f"{saved.model_dump(exclude=free)} "
-                             "(only steps, neighbours_mean and the logging intervals may change on resume)")
+                             "(only steps, neighbours_mean, the full-path share and the logging intervals may change "
+                             "on resume)")
         model.load_state_dict({k: v.to(device) for k, v in blob["model"].items()})
         opt.load_state_dict(blob["optimizer"])
         start = int(blob["step"])
@@ -215,6 +233,18 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
         _trim_csv(out / name, start)
     atomic_write_text(out / "config.json", cfg.model_dump_json(indent=2) + "\n")
     atomic_write_text(out / "classes.json", json.dumps(bank.names, indent=1) + "\n")
+    full = None
+    if cfg.fullpath_fraction > 0:
+        store_path = fullpath_store_path(cfg, cache_dir)
+        progress(f"full-path bank store {store_path}")
+        full = FullPathBankSource(build_fullpath_bank_store(
+            bank, store_path, cfg.fullpath_per_class, cfg.fullpath_seed,
+            progress=lambda d, t: progress(f"full-path store: {d}/{t} units")
+            if d % 10 == 0 or d == t else None), seed=cfg.seed)
+        if full.class_names != bank.names:
+            raise InputError("full-path store holds other classes than the class bank",
+                             file=store_path, field="class_names", expected=str(bank.names[:3]))
+    n_full = round(cfg.fullpath_fraction * cfg.batch_size)
     dev = dev_probe_data(cfg.dev_per_class, cfg.dev_snr) if cfg.eval_every else None
     end = cfg.steps if max_steps is None else min(cfg.steps, start + max_steps)
     model.train()
@@ -226,8 +256,12 @@ def run_supervised(cfg: SupervisedConfig, out_dir: str | Path, max_steps: int | 
         for g in opt.param_groups:
             g["lr"] = lr
         torch.manual_seed(cfg.seed * 1_000_003 + step)
-        batch = source.batch(step, cfg.batch_size, schedule)
-        vols, labels = batch["volumes"].to(device), batch["labels"].to(device)
+        batch = source.batch(step, cfg.batch_size - n_full, schedule)
+        vols, labels = batch["volumes"], batch["labels"]
+        if n_full:
+            fb = full.batch(step, n_full, schedule.draw(n_full, step, source.generator(step, 2000)))
+            vols, labels = torch.cat([vols, fb["volumes"]]), torch.cat([labels, fb["labels"]])
+        vols, labels = vols.to(device), labels.to(device)
         logits = model(vols, labels)
         loss = F.cross_entropy(logits, labels)
         opt.zero_grad(set_to_none=True)
