@@ -5,17 +5,22 @@ WarpTools and RELION 5 export each subtomogram as a stack of its tilt images
 per-tilt geometry and CTF in the tomograms STAR (one loop per tomogram). Every visible tilt
 image becomes one 2D particle for :func:`cryoframe.recon.reconstruct.reconstruct_particles`:
 
-* pose: ``A_f · A_p · M`` (xyz), where ``A_p`` is the particle's RELION Euler matrix
-  (reference → tomogram), ``A_f`` the rotation part of the tilt's projection matrix
-  (rows ``rlnTomoProjX/Y/Z``: tomogram → tilt image, z = depth) and ``M = diag(1, 1, −1)``
-  the mirror of the reference z axis, converted to cryoframe's zyx matrix
-  ``R = Π A_f A_p M Π``. ``M`` was **determined empirically** on the WarpTools
-  *M. pneumoniae* ribosomes (bench ``warp-ribo``): without it the map is the z-mirror of
-  RELION's reconstruction of the same particles (masked FSC at shells 1–8 rises from
-  0.96–0.06 to 0.99–0.66 with it, and 48 axis permutations/flips were tried); the half-map
-  consistency is the same either way (a mirror of the whole map). The physical origin (WarpTools'
-  or RELION's reference-frame hand) is not established here;
-* shift: the particle's 3D shift ``−rlnOrigin{X,Y,Z}Angst`` projected by ``A_f`` (y, x);
+* pose: RELION 5's ``M = A_f · A_s · A_p`` (xyz), where ``A_p`` is the particle's RELION Euler
+  matrix of ``rlnAngleRot/Tilt/Psi`` and ``A_s`` that of ``rlnTomoSubtomogramRot/Tilt/Psi``
+  (identity when absent; both map reference → tomogram), and ``A_f`` the rotation part of the
+  tilt's projection matrix (rows ``rlnTomoProjX/Y/Z``: tomogram → tilt image, z = depth). A
+  point ``r`` of the reference appears at ``(M r)_xy`` in the tilt image. In cryoframe's zyx
+  matrices ``R = Π M Π``. Source (RELION 5, ``3dem/relion``): ``ParticleSet::getMatrix3x3``
+  (``A_subtomogram · A_particle`` with ``Euler::anglesToMatrix3``, the same matrix as
+  ``Euler_angles2matrix``), ``Experiment::read`` (``P = projectionMatrices[f] · A``) and
+  ``MlOptimiser`` (``A = Aproj · Euler_angles2matrix(rot, tilt, psi)``, then the single-particle
+  ``Projector``: the slice at ``A⁻¹ (k_x, k_y, 0)``). The tests project an asymmetric map with
+  these poses and check that reconstruction returns it, not its mirror, and that a point lands
+  where ``Tomogram::projectPoint`` puts it. (Before, an empirical z mirror of the
+  reference was composed here instead; it matched the ``warp-ribo`` reference map, whose hand is the
+  mirror of what these STARs give — see :mod:`cryoframe.bench.warp_ribo`.)
+* shift: the particle's 3D shift ``−A_s · rlnOrigin{X,Y,Z}Angst`` projected by ``A_f`` (y, x)
+  (RELION: ``ParticleSet::getPosition`` subtracts ``A_subtomogram · offset``);
 * CTF: the tilt's ``rlnDefocusU/V/Angle`` plus the particle's depth offset along the beam,
   ``handedness · (A_f (p − c))_z`` in Å (RELION's ``Tomogram::getCtf`` with slope 1), the
   tilt's ``rlnCtfScalefactor`` and dose weighting ``exp(−D / (2 N_c(k)))`` with
@@ -40,9 +45,6 @@ import torch
 
 from cryoframe._errors import InputError
 from cryoframe.recon.reconstruct import ParticleSet
-
-# z mirror of the reference frame (zyx order), see the module docstring
-_MIRROR_Z = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))
 
 __all__ = [
     "dose_weights",
@@ -153,6 +155,12 @@ def read_tilt_series_particles(star: str | Path, tomograms: str | Path | None = 
         part_subset[rng.permutation(n_part)[: n_part // 2]] = 2
     eul = torch.tensor(df[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(np.float64))
     a_part = relion_euler_to_matrix(eul[:, 0], eul[:, 1], eul[:, 2]).to(torch.float64)
+    sub_cols = ["rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi"]
+    if all(c in df.columns for c in sub_cols):
+        es = torch.tensor(df[sub_cols].to_numpy(np.float64))
+        a_sub = relion_euler_to_matrix(es[:, 0], es[:, 1], es[:, 2]).to(torch.float64)  # zyx
+    else:
+        a_sub = torch.eye(3, dtype=torch.float64).expand(n_part, 3, 3)
     origin = np.zeros((n_part, 3))  # xyz Å
     for i, a in enumerate("XYZ"):
         if f"rlnOrigin{a}Angst" in df.columns:
@@ -183,7 +191,9 @@ def read_tilt_series_particles(star: str | Path, tomograms: str | Path | None = 
             size = np.array([float(g.get(f"rlnTomoSize{a}", 0.0)) for a in "XYZ"])
             coord = np.array([float(row[f"rlnCoordinate{a}"]) for a in "XYZ"])
             pos = coord * binning * ts_pix - size * ts_pix / 2
-        pos = pos - origin[p]  # particle centre (Å) relative to the tomogram centre
+        a_sub_xyz = xyz_to_zyx_matrix(a_sub[p]).numpy()
+        off_xyz = a_sub_xyz @ origin[p]  # origin offset in the tomogram frame (Å)
+        pos = pos - off_xyz  # particle centre (Å) relative to the tomogram centre
         path = _resolve(str(row["rlnImageName"]).split("@")[-1], pstar)
         data = _read_stack(path)
         nf = data.shape[0] if data.ndim == 3 else 1
@@ -209,8 +219,8 @@ def read_tilt_series_particles(star: str | Path, tomograms: str | Path | None = 
                 if "rlnMicrographPreExposure" in tilts.columns else np.zeros(len(tilts)))
         for f in np.nonzero(visible)[0]:
             a_f = torch.as_tensor(proj[f])
-            rots.append(xyz_to_zyx_matrix(a_f) @ a_part[p] @ _MIRROR_Z)
-            s_xyz = a_f.numpy() @ (-origin[p])
+            rots.append(xyz_to_zyx_matrix(a_f) @ a_sub[p] @ a_part[p])
+            s_xyz = a_f.numpy() @ (-off_xyz)
             shifts.append([s_xyz[1], s_xyz[0]])
             depth = hand * float(proj[f][2] @ pos)
             ctf_rows["rlnDefocusU"].append(float(tilts["rlnDefocusU"].iloc[f]) + depth)
