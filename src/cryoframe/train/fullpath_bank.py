@@ -36,7 +36,7 @@ from cryoframe.train.augment3d import standardize
 
 __all__ = ["fullpath_bank_config", "build_fullpath_bank_store", "FullPathBankSource"]
 
-VOXEL_ANGSTROM = 10.0
+_VOXEL_ANGSTROM = 10.0
 
 
 def fullpath_bank_config(bank: ClassBank, n_per_class: int, seed: int,
@@ -50,12 +50,12 @@ def fullpath_bank_config(bank: ClassBank, n_per_class: int, seed: int,
     return SubtomogramDatasetConfig(
         structures=list(bank.names), n_per_class=n_per_class, path="full", snrs=[100.0],
         seed=seed, unit_size=128,
-        density=DensityConfig(voxel_size_angstrom=VOXEL_ANGSTROM, resolution_angstrom=10.0),
+        density=DensityConfig(voxel_size_angstrom=_VOXEL_ANGSTROM, resolution_angstrom=10.0),
         tomogram=tomo)
 
 
 def _density_maps(bank: ClassBank) -> list[DensityMap]:
-    return [DensityMap(np.ascontiguousarray(d.numpy(), dtype=np.float32), VOXEL_ANGSTROM,
+    return [DensityMap(np.ascontiguousarray(d.numpy(), dtype=np.float32), _VOXEL_ANGSTROM,
                        np.full(3, np.nan), {"source": "class bank", "name": n})
             for d, n in zip(bank.densities, bank.names)]
 
@@ -78,7 +78,7 @@ def build_fullpath_bank_store(bank: ClassBank, out: str | Path, n_per_class: int
         out, len(bank) * n_per_class, 32, unit_size=cfg.unit_size,
         arrays={"volumes": "float32", "masks": "uint8", "noise": "float32"},
         attrs={"config": cfg.model_dump(mode="json"), "class_names": list(bank.names),
-               "voxel_size_angstrom": VOXEL_ANGSTROM})
+               "voxel_size_angstrom": _VOXEL_ANGSTROM})
     units = store.pending_units(shard)
     dens = _density_maps(bank)
     k = min(int(classes_per_unit), len(bank))
