@@ -155,8 +155,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
 
     # 3. subtomograms as the full path makes them + embedding --------------------------------
     from cryoframe.geometry.rotations import random_rotations
-    from cryoframe.models.pretrained import (load_encoder, load_encoder_file,
-                                             load_pair_encoder_file, shipped_weights_path)
+    from cryoframe.models.pretrained import load_encoder, load_pair_encoder
     from cryoframe.simulate.fastpath import FastSubtomogramSimulator
     from cryoframe.simulate.noise import add_noise, combine_signal_noise
     from cryoframe.simulate.tilt_matched import (TiltGeometry, coloured_noise,
@@ -180,18 +179,14 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
                              dim=(-3, -2, -1))
     unit_noise = coloured_noise(len(labels), wbp_noise_psd_rfft(32, geom), gen)
     noisy = combine_signal_noise(clean, unit_noise, snr)
-    if weights is not None:
-        encoder, enc_meta = load_encoder_file(weights)
-        weights_name = Path(weights).name
-    else:
-        encoder, enc_meta = load_encoder()
-        weights_name = "shipped encoder"
+    encoder, enc_meta = load_encoder(weights)
+    weights_name = "shipped encoder" if weights is None else Path(weights).name
     t0 = time.perf_counter()
     emb_clean = embed_for_inference(encoder, clean).numpy()
     emb_noisy = embed_for_inference(encoder, noisy).numpy()
     t_embed = time.perf_counter() - t0
     embed_rate = 2 * len(labels) / t_embed
-    pair_encoder = load_pair_encoder_file(shipped_weights_path())[0]
+    pair_encoder = load_pair_encoder()
 
     # 4. classification + clustering ------------------------------------------------------------
     from sklearn.metrics import adjusted_rand_score

@@ -69,7 +69,7 @@ def simulate_benchmark_set(n_keep: int, seed: int, snr: float = SNR, log=print) 
         simulate_particles,
         viewing_direction_classes,
     )
-    from cryoframe.train.particle_loop import BENCHMARK_DENSITIES
+    from cryoframe.data import PARTICLE_BENCHMARK_DENSITIES as BENCHMARK_DENSITIES
 
     gen = torch.Generator().manual_seed(seed)
     imgs, ys, ps, info = [], [], [], {}
@@ -101,13 +101,14 @@ def simulate_benchmark_set(n_keep: int, seed: int, snr: float = SNR, log=print) 
 
 def _scores(feats: np.ndarray, data: dict[str, Any], seed: int, metric: str,
             standardise: bool) -> tuple[float, float, dict[str, float]]:
-    from cryoframe.particles.cluster import knn_accuracy
+    from cryoframe.particles.cluster import knn_split_accuracy
 
-    structure = knn_accuracy(feats, data["structure"], 1, 0.5, seed, metric, standardise)
+    structure = knn_split_accuracy(feats, data["structure"], 1, 0.5, seed, metric, standardise)
     per = {}
     for k, name in enumerate(data["names"]):
         m = data["structure"] == k
-        per[name] = knn_accuracy(feats[m], data["pose"][m], 1, 0.5, seed, metric, standardise)
+        per[name] = knn_split_accuracy(feats[m], data["pose"][m], 1, 0.5, seed, metric,
+                                       standardise)
     return structure, float(np.mean(list(per.values()))), per
 
 
@@ -146,8 +147,8 @@ def _plot(metrics: dict[str, float | None], per_pose: dict[str, dict[str, float]
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite (quick: 40 particles per structure; full: 1,000)."""
     from cryoframe.models.vit2d import VIT2D_CONFIGS, ViT2d
-    from cryoframe.particles.embed import (DEFAULT_IN_PLANE_ROTATIONS, embed_images,
-                                           load_checkpoint, load_encoder)
+    from cryoframe.models.pretrained import load_particle_encoder, read_particle_checkpoint
+    from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS, embed_images
 
     out_dir = Path(out_dir)
     n_keep = 40 if quick else 1000
@@ -160,8 +161,8 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     per_pose: dict[str, dict[str, float]] = {}
     arch = dict(VIT2D_CONFIGS["particle_vit_cpu"])
     try:
-        ckpt = load_checkpoint(None, "encoder")
-        enc = load_encoder(None)
+        ckpt = read_particle_checkpoint(None, "encoder")
+        enc = load_particle_encoder(None)
         arch = {**arch, **ckpt["config"]}
         details["weights"] = {"path": Path(ckpt["path"]).name, **{
             k: ckpt["meta"].get(k) for k in ("steps", "n_images", "densities")}}

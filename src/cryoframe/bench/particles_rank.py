@@ -111,7 +111,7 @@ def _plot(pred: np.ndarray, true: np.ndarray, kinds: np.ndarray, path: Path) -> 
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite (quick: 10 images per junk kind and density; full: 100)."""
-    from cryoframe.particles.embed import load_checkpoint
+    from cryoframe.models.pretrained import read_particle_checkpoint
     from cryoframe.particles.rank import load_ranker, score_images
     from cryoframe.simulate.junk2d import KINDS, simulate_junk_set
     from cryoframe.simulate.particles2d import (
@@ -120,14 +120,14 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
         centre_density,
         load_density,
     )
-    from cryoframe.train.particle_loop import BENCHMARK_DENSITIES
+    from cryoframe.data import PARTICLE_BENCHMARK_DENSITIES as BENCHMARK_DENSITIES
 
     out_dir = Path(out_dir)
     n_per_kind = 10 if quick else 100
     details: dict[str, Any] = {"snr": SNR, "alpha": ALPHA, "n_per_kind_per_density": n_per_kind,
                                "n_good_per_density": 2 * n_per_kind}
     try:
-        ckpt = load_checkpoint(None, "ranker")
+        ckpt = read_particle_checkpoint(None, "ranker")
         ranker = load_ranker(None)
         details["weights"] = {"path": Path(ckpt["path"]).name, **{
             k: ckpt["meta"].get(k) for k in ("steps", "ranker_steps", "densities")}}

@@ -144,12 +144,11 @@ def bench_encoder():
     Looked up in ``$CRYOFRAME_SUBTOMO_WEIGHTS`` (a checkpoint path) and then among the shipped
     weights (:mod:`cryoframe.models.pretrained`), if this installation has them.
     """
-    from cryoframe.tasks.align import load_pair_encoder
+    from cryoframe.models import pretrained
 
     path = os.environ.get("CRYOFRAME_SUBTOMO_WEIGHTS")
     if path:
-        return load_pair_encoder(path), f"checkpoint {path}"
-    from cryoframe.models import pretrained
+        return pretrained.load_pair_encoder(path), f"checkpoint {path}"
 
     if pretrained.shipped_weights_path().exists():
         try:

@@ -246,18 +246,14 @@ def pair_encoder_and_sampling(weights: Path | None):
 
 
 def encoder_from(weights: Path | None):
-    """Pair encoder from ``--weights`` or the installation's pretrained weights."""
-    if weights is not None:
-        from cryoframe.tasks.align import load_pair_encoder
+    """Pair encoder from ``--weights`` or the installation's shipped weights."""
+    from cryoframe.models.pretrained import load_pair_encoder, shipped_weights_path
 
-        return load_pair_encoder(weights)
-    from cryoframe.bench.sub5_data import bench_encoder
-
-    enc, note = bench_encoder()
-    if enc is None:
-        raise InputError(note, field="--weights",
-                         expected="--weights CHECKPOINT, or --features invariant")
-    return enc
+    if weights is None and not shipped_weights_path().exists():
+        raise InputError("no pretrained subtomogram encoder in this installation",
+                         field="--weights", expected="--weights CHECKPOINT, or --features "
+                         "invariant")
+    return load_pair_encoder(weights)
 
 
 def wedge(n: int, tilt_min_deg: float, tilt_max_deg: float, no_wedge: bool):

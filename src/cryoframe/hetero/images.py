@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+from pydantic import PositiveFloat, PositiveInt
 
+from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
 from cryoframe.hetero._physics import interaction_scale_rad_per_angstrom
 from cryoframe.hetero.ensemble import Ensemble
@@ -34,10 +35,8 @@ from cryoframe.hetero.ensemble import Ensemble
 __all__ = ["ImagingConfig", "ParticleImages", "simulate_images", "ctf_stack", "apply_ctf_padded"]
 
 
-class ImagingConfig(BaseModel):
+class ImagingConfig(FrozenConfig):
     """Microscope and image parameters (defaults: the paper's Parakeet settings, CPU-scaled)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
     box_px: PositiveInt = 64
     pixel_size_angstrom: PositiveFloat = 2.0
     voltage_kv: PositiveFloat = 300.0

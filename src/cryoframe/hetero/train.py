@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+from pydantic import PositiveFloat, PositiveInt
 
+from cryoframe._config import FrozenConfig
 from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
 from cryoframe.hetero.decoders import (LatentTable, count_weights, load_decoder_state,
@@ -33,10 +34,8 @@ from cryoframe.hetero.rmsd import kabsch_rmsd
 __all__ = ["TrainConfig", "TrainResult", "train_autodecoder", "predict_conformations"]
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(FrozenConfig):
     """Hyperparameters (defaults: paper, supplement §3–§6; epochs scaled to a CPU)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
     decoder: Literal["gnn", "mlp"] = "gnn"
     use_r2: bool = True
     poses: Literal["known", "esl"] = "known"

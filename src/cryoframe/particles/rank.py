@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
+from cryoframe.models.pretrained import load_particle_ranker
 from cryoframe.models.vit2d import ParticleRanker
 
 __all__ = ["ParticleRanker", "load_ranker", "score_images", "rank_star", "RankResult",
@@ -39,18 +40,7 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 def load_ranker(path: str | Path | None = None, int8: bool = False) -> ParticleRanker:
     """Ranker (eval mode) from a ranker checkpoint (default: the shipped one); ``int8`` applies
     :func:`quantize_int8`."""
-    from cryoframe.particles.embed import _encoder_from, load_checkpoint
-    from cryoframe.train.particle_loop import RANKER_FORMAT
-
-    ckpt = load_checkpoint(path, "ranker")
-    if ckpt["format"] != RANKER_FORMAT:
-        raise InputError("this checkpoint is an encoder without a ranking head",
-                         file=ckpt["path"], field="format",
-                         expected=f"'{RANKER_FORMAT}' (from `cryoframe particles pretrain "
-                         "--ranker` or the shipped ranker)")
-    model = ParticleRanker(_encoder_from(ckpt))
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    model = model.eval()
+    model = load_particle_ranker(path)
     return quantize_int8(model) if int8 else model  # type: ignore[return-value]
 
 

@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
+from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
 
 __all__ = [
@@ -362,10 +363,8 @@ def viewing_direction_classes(rotations: torch.Tensor | np.ndarray) -> tuple[tor
 # simulation
 
 
-class ParticleSimConfig(BaseModel):
+class ParticleSimConfig(FrozenConfig):
     """Parameters of simulated particle images (all lengths in Å)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     box_size_px: PositiveInt = 64
     pixel_size_angstrom: PositiveFloat | None = Field(

@@ -31,15 +31,7 @@ from cryoframe._errors import InputError
 from cryoframe.baselines.fft_align import AlignResult, FFTAligner
 from cryoframe.train.augment3d import standardize
 
-__all__ = ["load_pair_encoder", "finetune_transform_head", "LearnedAligner", "standardize"]
-
-
-def load_pair_encoder(path: str | Path):
-    """Load a pair-encoder weights file (``{"config", "state_dict", "meta"}``, as written by
-    ``cryoframe pretrain``); see :func:`cryoframe.models.pretrained.load_pair_encoder_file`."""
-    from cryoframe.models.pretrained import load_pair_encoder_file
-
-    return load_pair_encoder_file(path)[0]
+__all__ = ["finetune_transform_head", "LearnedAligner", "standardize"]
 
 
 def _wedge_filter(x: Tensor, mask: Tensor | None) -> Tensor:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.cluster import KMeans
 
 from cryoframe._atomic import atomic_savefig
 from cryoframe._errors import InputError
 
-__all__ = ["ClusterResult", "cluster_embeddings", "embed_2d", "plot_clusters", "umap_available"]
+__all__ = ["ClusterResult", "kmeans_pp", "cluster_embeddings", "embed_2d", "plot_clusters", "umap_available"]
 
 
 @dataclass
@@ -26,6 +27,36 @@ class ClusterResult:
     distances: np.ndarray       #: `(N, k)` distance of each sample to each centre
     centers: np.ndarray         #: `(k, d)` centres in the standardised embedding space
     inertia: float              #: k-means objective
+
+
+def _fit_kmeans(x: np.ndarray, n_clusters: int, seed: int, n_init: int) -> KMeans:
+    """The one k-means++ fit of the package (3D clustering, particle pose clusters, wizard)."""
+    if not 1 <= n_clusters <= len(x):
+        raise InputError(f"{n_clusters} clusters for {len(x)} samples", field="n_clusters",
+                         expected=f"1 <= k <= {len(x)}")
+    return KMeans(n_clusters=n_clusters, init="k-means++", n_init=n_init,
+                  random_state=seed).fit(x)
+
+
+def kmeans_pp(features, n_clusters: int, seed: int = 0, n_init: int = 10,
+              normalise: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """k-means with k-means++ seeding on (L2-normalised) features, without standardisation.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        `(n,)` cluster index in [0, k).
+    centres : numpy.ndarray
+        `(k, d)` centres.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2 or not np.isfinite(x).all():
+        raise InputError(f"features of shape {x.shape}", field="features",
+                         expected="(n, d) finite values with n >= 2")
+    if normalise:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    km = _fit_kmeans(x, n_clusters, seed, n_init)
+    return km.labels_.astype(np.int64), km.cluster_centers_
 
 
 def _prepare(emb) -> np.ndarray:
@@ -55,13 +86,8 @@ def cluster_embeddings(emb, n_clusters: int, seed: int = 0, n_init: int = 10) ->
     -------
     ClusterResult
     """
-    from sklearn.cluster import KMeans
-
     x = _prepare(emb)
-    if not 1 <= n_clusters <= len(x):
-        raise InputError(f"{n_clusters} clusters for {len(x)} samples", field="n_clusters",
-                         expected=f"1..{len(x)}")
-    km = KMeans(n_clusters=n_clusters, init="k-means++", n_init=n_init, random_state=seed).fit(x)
+    km = _fit_kmeans(x, n_clusters, seed, n_init)
     return ClusterResult(km.labels_.astype(int), km.transform(x), km.cluster_centers_,
                          float(km.inertia_))
 
