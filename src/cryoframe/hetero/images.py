@@ -31,6 +31,7 @@ from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
 from cryoframe.hetero._physics import interaction_scale_rad_per_angstrom
 from cryoframe.hetero.ensemble import Ensemble
+from cryoframe.simulate.noise import combine_signal_noise
 
 __all__ = ["ImagingConfig", "ParticleImages", "simulate_images", "ctf_stack", "apply_ctf_padded"]
 
@@ -231,9 +232,10 @@ def simulate_images(
         noise_std = math.sqrt(signal_var / config.snr)
     else:
         noise_std = 1.0 / math.sqrt(config.dose_e_per_angstrom2 * px**2)
-    noise = torch.randn(m, n, n, generator=gen) * noise_std
+    images = combine_signal_noise(clean, torch.randn(m, n, n, generator=gen),
+                                  signal_var / noise_std**2, signal_var=signal_var, noise_var=1.0)
     return ParticleImages(
-        images=clean + noise, rotations=rots, defocus_angstrom=defocus, conformation=conf,
+        images=images, rotations=rots, defocus_angstrom=defocus, conformation=conf,
         noise_std=noise_std, snr=signal_var / noise_std**2, config=config,
         extra={"dose_equivalent_e_per_angstrom2": 1.0 / (noise_std**2 * px**2)},
     )

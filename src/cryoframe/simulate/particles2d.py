@@ -41,6 +41,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
+from cryoframe.simulate.noise import combine_signal_noise
 
 __all__ = [
     "ParticleSimConfig",
@@ -503,9 +504,7 @@ def simulate_particles(
         else:
             noise = torch.randn(proj.shape, generator=gen)
             noise = fourier_crop(noise, (box, box)) if os_ > 1 else noise
-            var_s = clean.var(dim=(-2, -1), keepdim=True)
-            var_n = noise.var(dim=(-2, -1), keepdim=True)
-            images.append(clean + noise * torch.sqrt(var_s / (cfg.snr * var_n)))
+            images.append(combine_signal_noise(clean, noise, cfg.snr, correction=1))
         cleans.append(clean)
     return SimulatedParticles(
         images=torch.cat(images).to(torch.float32), clean=torch.cat(cleans).to(torch.float32),

@@ -38,6 +38,7 @@ from cryoframe.train.losses_margin import cryoranker_loss
 from cryoframe.train.moco import MoCoV3
 from cryoframe.train.momentum import cosine_momentum
 from cryoframe.train.schedules import warmup_cosine
+from cryoframe.simulate.noise import combine_signal_noise
 
 __all__ = ["ParticlePretrainConfig", "RankerConfig",
            "simulate_pretraining_pool", "simulate_ranking_pool", "pretrain_moco",
@@ -48,9 +49,7 @@ Log = Callable[[str], None]
 
 def _add_noise(clean: torch.Tensor, snr: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     noise = torch.randn(clean.shape, generator=gen)
-    var_s = clean.var(dim=(-2, -1), keepdim=True)
-    var_n = noise.var(dim=(-2, -1), keepdim=True)
-    return clean + noise * torch.sqrt(var_s / (snr[:, None, None] * var_n))
+    return combine_signal_noise(clean, noise, snr, correction=1)
 
 
 def _log_uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
