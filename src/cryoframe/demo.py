@@ -226,7 +226,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         [(png3, "Clusters of the noisy subtomograms")]))
 
     # 5. alignment ------------------------------------------------------------------------------
-    from cryoframe.baselines.fft_align import FFTAligner, wedge_mask
+    from cryoframe.tasks.fft_align import FFTAligner, wedge_mask
     from cryoframe.geometry.rotations import axis_angle_to_matrix, frobenius_distance, \
         geodesic_distance_deg
     from cryoframe.tasks.align import LearnedAligner, finetune_transform_head

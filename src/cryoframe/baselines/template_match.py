@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
-from cryoframe.baselines.fft_align import FFTAligner
+from cryoframe.tasks.fft_align import FFTAligner
 
 __all__ = ["template_match_scores", "classify_by_templates"]
 

@@ -260,7 +260,7 @@ def wedge(n: int, tilt_min_deg: float, tilt_max_deg: float, no_wedge: bool):
     """Full-spectrum wedge mask (or None)."""
     if no_wedge:
         return None
-    from cryoframe.baselines.fft_align import wedge_mask
+    from cryoframe.tasks.fft_align import wedge_mask
 
     return wedge_mask((n, n, n), tilt_min_deg, tilt_max_deg)
 

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from cryoframe._errors import InputError
-        from cryoframe.baselines.fft_align import FFTAligner
+        from cryoframe.tasks.fft_align import FFTAligner
         from cryoframe.cli._subtomos import (
             contrast_signs,
             load_subtomograms,

@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from cryoframe._errors import InputError
-        from cryoframe.baselines.fft_align import FFTAligner
+        from cryoframe.tasks.fft_align import FFTAligner
         from cryoframe.cli._subtomos import (
             contrast_signs,
             encoder_from,

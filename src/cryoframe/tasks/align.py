@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
-from cryoframe.baselines.fft_align import AlignResult, FFTAligner
+from cryoframe.tasks.fft_align import AlignResult, FFTAligner
 from cryoframe.train.augment3d import standardize
 
 __all__ = ["finetune_transform_head", "LearnedAligner", "standardize"]

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
-from cryoframe.baselines.fft_align import AlignResult, FFTAligner, rotate_fourier_mask
+from cryoframe.tasks.fft_align import AlignResult, FFTAligner, rotate_fourier_mask
 from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.geometry.grids import radial_frequency
 from cryoframe.geometry.rotations import geodesic_distance_deg
