@@ -6,8 +6,6 @@ Input: a RELION particle STAR whose ``rlnImageName`` rows name one MRC subtomogr
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -263,30 +261,6 @@ def wedge(n: int, tilt_min_deg: float, tilt_max_deg: float, no_wedge: bool):
     from cryoframe.tasks.fft_align import wedge_mask
 
     return wedge_mask((n, n, n), tilt_min_deg, tilt_max_deg)
-
-
-def run_record(out_dir: Path, name: str, config: dict) -> Path:
-    """Write ``<name>_run_<UTC time>.json`` (version, argv, resolved options) atomically.
-
-    Every run gets its own record; a later run never overwrites an earlier one.
-    """
-    import datetime as _dt
-
-    from cryoframe import __version__
-    from cryoframe._atomic import atomic_write_text
-
-    now = _dt.datetime.now(_dt.timezone.utc)
-    stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
-    out_dir = Path(out_dir)
-    path = out_dir / f"{name}_run_{stamp}.json"
-    k = 1
-    while path.exists():
-        path = out_dir / f"{name}_run_{stamp}_{k}.json"
-        k += 1
-    rec = {"command": name, "version": __version__, "argv": sys.argv,
-           "time_utc": now.isoformat(), "config": config}
-    atomic_write_text(path, json.dumps(rec, indent=2, default=str) + "\n")
-    return path
 
 
 def read_reference(path: Path, box: int, pixel_size_angstrom: float, log=None,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from cryoframe._record import write_run_record
 
 console = Console()
 
@@ -31,8 +31,6 @@ def register(app: typer.Typer) -> None:
         model seeds `cryoframe refine` (its hand is undetermined)."""
         import torch
 
-        from cryoframe import __version__
-        from cryoframe._atomic import atomic_write_text
         from cryoframe.io.mrc import write_mrc
         from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
         from cryoframe.recon.refine import read_particle_set_any
@@ -46,8 +44,7 @@ def register(app: typer.Typer) -> None:
         res = abinitio_particles(ps, cfg, log=console.print)
         out.mkdir(parents=True, exist_ok=True)
         write_mrc(out / "initial_model.mrc", res.volume.numpy(), ps.pixel_size_angstrom)
-        rec = {"command": "abinitio", "version": __version__, "argv": sys.argv,
-               "config": {"star": str(star), **cfg.__dict__}, "history": res.history}
-        atomic_write_text(out / "abinitio.json", json.dumps(rec, indent=2) + "\n")
+        write_run_record(out / "abinitio.json", "abinitio", {"star": str(star), **cfg.__dict__},
+                         history=res.history)
         console.print(f"initial model from {len(res.rows)} particles in {res.seconds:.0f} s: "
                       f"wrote {out}/initial_model.mrc")

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._record import write_timestamped_record
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``align`` command."""
@@ -55,15 +57,14 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from cryoframe._errors import InputError
-        from cryoframe.tasks.fft_align import FFTAligner
         from cryoframe.cli._subtomos import (
             contrast_signs,
             load_subtomograms,
             read_reference,
-            run_record,
             wedge,
         )
         from cryoframe.io.star import particles_with_poses, write_particles
+        from cryoframe.tasks.fft_align import FFTAligner
 
         console = Console()
         log = console.print
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
         if np.all(np.isfinite(sc)):
             df["rlnMaxValueProbDistribution"] = sc
         write_particles(out, dataclasses.replace(table, particles=df))
-        run_record(out.parent, "align", {"star": star, "reference": reference,
+        write_timestamped_record(out.parent, "align", {"star": star, "reference": reference,
                                          "aligner": aligner, "step_deg": step_deg,
                                          "pixel_size_angstrom": px, "seconds": wall,
                                          "class": class_number, "contrast": contrast_msg,

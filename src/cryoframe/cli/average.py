@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._record import write_timestamped_record
+
 
 def _fsc_png(path: Path, res, px: float, gt_sign: int = 1) -> None:
     import matplotlib
@@ -131,18 +133,17 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from cryoframe._errors import InputError
-        from cryoframe.tasks.fft_align import FFTAligner
         from cryoframe.cli._subtomos import (
             contrast_signs,
             encoder_from,
             load_subtomograms,
             read_reference,
-            run_record,
             wedge,
         )
         from cryoframe.io.mrc import write_mrc
         from cryoframe.io.star import particles_with_poses, write_particles
         from cryoframe.tasks.average import average_subtomograms
+        from cryoframe.tasks.fft_align import FFTAligner
 
         console = Console()
         log = console.print
@@ -217,7 +218,7 @@ def register(app: typer.Typer) -> None:
                                   res.shifts_zyx_px.double() * px)
         df["rlnRandomSubset"] = res.half_index + 1
         write_particles(out / "particles.star", dataclasses.replace(table, particles=df))
-        run_record(out, "average", {"star": star, "aligner": aligner, "step_deg": step_deg,
+        write_timestamped_record(out, "average", {"star": star, "aligner": aligner, "step_deg": step_deg,
                                     "max_iterations": max_iterations, "init": init, "seed": seed,
                                     "pixel_size_angstrom": px, "history": res.history,
                                     "res_random_pose_control_angstrom":

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._record import write_timestamped_record
+
 
 def _confusion_png(path: Path, cm, title: str) -> None:
     import matplotlib
@@ -66,7 +68,7 @@ def register(app: typer.Typer) -> None:
         from cryoframe._atomic import atomic_path
         from cryoframe._errors import InputError
         from cryoframe.cli._subtomos import features as embed
-        from cryoframe.cli._subtomos import load_subtomograms, run_record
+        from cryoframe.cli._subtomos import load_subtomograms
         from cryoframe.io.star import write_particles
         from cryoframe.tasks.classify import (
             confusion_matrix,
@@ -138,7 +140,7 @@ def register(app: typer.Typer) -> None:
         cm = confusion_matrix(y, cv_pred, k)
         _confusion_png(out.with_suffix(".confusion.png"), cm,
                        f"{protocol} on {features}: {n_folds}-fold CV accuracy {acc:.1f} %")
-        run_record(out.parent, "classify", {"star": star, "protocol": protocol,
+        write_timestamped_record(out.parent, "classify", {"star": star, "protocol": protocol,
                                             "features": note, "classes": classes.tolist(),
                                             "n_labelled": int(labelled.sum()),
                                             "cv_accuracy_percent": acc, "seed": seed,

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._record import write_timestamped_record
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``cluster`` command (subtomograms; 2D particles: ``cryoframe particles cluster``)."""
@@ -27,7 +29,7 @@ def register(app: typer.Typer) -> None:
         import dataclasses
 
         from cryoframe.cli._subtomos import features as embed
-        from cryoframe.cli._subtomos import load_subtomograms, run_record
+        from cryoframe.cli._subtomos import load_subtomograms
         from cryoframe.io.star import write_particles
         from cryoframe.tasks.cluster import (
             cluster_embeddings,
@@ -47,7 +49,7 @@ def register(app: typer.Typer) -> None:
         write_particles(out, dataclasses.replace(table, particles=df))
         png = plot_clusters(xy, res.labels, out.with_suffix(".clusters.png"),
                             title=f"k-means++ ({n_clusters}) on {features}, {method.upper()}")
-        run_record(out.parent, "cluster", {"star": star, "n_clusters": n_clusters,
+        write_timestamped_record(out.parent, "cluster", {"star": star, "n_clusters": n_clusters,
                                            "features": note, "plot": method, "seed": seed,
                                            "inertia": res.inertia})
         sizes = ", ".join(str(int((res.labels == c).sum())) for c in range(n_clusters))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from cryoframe._record import write_run_record
 
 
 def _template_path(spec: str) -> Path:
@@ -18,11 +19,7 @@ def _template_path(spec: str) -> Path:
 
 
 def _write_record(out: Path, name: str, payload: dict) -> None:
-    from cryoframe import __version__
-    from cryoframe._atomic import atomic_write_text
-
-    payload = {**payload, "cryoframe_version": __version__, "argv": sys.argv}
-    atomic_write_text(out / name, json.dumps(payload, indent=2, default=str) + "\n")
+    write_run_record(out / name, f"hetero {Path(name).stem}", payload)
 
 
 def register(app: typer.Typer) -> None:
@@ -138,9 +135,13 @@ def register(app: typer.Typer) -> None:
         from cryoframe.hetero.decoders import LatentTable, load_decoder_state, make_decoder
         from cryoframe.hetero.ensemble import load_template
         from cryoframe.hetero.graph import build_backbone_graph
-        from cryoframe.hetero.outputs import (pick_models_along_pc1, plot_latents,
-                                              plot_rmsd_histogram, write_ca_models_pdb,
-                                              write_results_star)
+        from cryoframe.hetero.outputs import (
+            pick_models_along_pc1,
+            plot_latents,
+            plot_rmsd_histogram,
+            write_ca_models_pdb,
+            write_results_star,
+        )
         from cryoframe.hetero.rmsd import kabsch_rmsd
         from cryoframe.hetero.train import predict_conformations
 

@@ -8,14 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._record import write_timestamped_record
+
 console = Console()
-
-
-def _run_record(out_dir: Path, name: str, config: dict) -> None:
-    """``<name>_run_<UTC time>.json``: one record per run (see ``cli._subtomos.run_record``)."""
-    from cryoframe.cli._subtomos import run_record
-
-    run_record(out_dir, name, config)
 
 
 def _rank_command(star: Path, out: Path | None, weights: Path | None, batch_size: int,
@@ -77,7 +72,7 @@ def register(app: typer.Typer) -> None:
             voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast,
             astigmatism_max_angstrom=astigmatism_max_angstrom,
             shift_sigma_angstrom=shift_sigma_angstrom)
-        _run_record(out.parent, "particles_simulate",
+        write_timestamped_record(out.parent, "particles_simulate",
                     {"density": density, "n": n, "seed": seed, **cfg.model_dump()})
         sim = simulate_particle_stack(density, n, out, cfg, seed=seed)
         console.print(f"wrote {n} particles ({box_size_px}² px, "
@@ -123,7 +118,7 @@ def register(app: typer.Typer) -> None:
                       ranker_only=ranker_only, warmup_steps=warmup_steps,
                       init_encoder=init_encoder)
         out_dir.mkdir(parents=True, exist_ok=True)
-        _run_record(out_dir, "particles_pretrain", config)
+        write_timestamped_record(out_dir, "particles_pretrain", config)
         summary = run_pretraining(out_dir, log=console.print, **config)
         console.print_json(json.dumps(summary, default=str))
 

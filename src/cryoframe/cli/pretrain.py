@@ -17,6 +17,8 @@ from pathlib import Path
 
 import typer
 
+from cryoframe._record import write_timestamped_record
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``pretrain`` command."""
@@ -63,9 +65,7 @@ def register(app: typer.Typer) -> None:
             cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
                 update={"kind": "store", "store_path": str(store)})})
         summary = run_pretrain(cfg, out)
-        from cryoframe.cli._subtomos import run_record
-
-        run_record(out, "pretrain", {"config": cfg.model_dump(mode="json"),
+        write_timestamped_record(out, "pretrain", {"config": cfg.model_dump(mode="json"),
                                      "start_step": summary.get("start_step"),
                                      "steps_done": summary.get("steps_done")})
         Console().print(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from cryoframe._record import write_run_record
 
 console = Console()
 
@@ -36,8 +36,6 @@ def register(app: typer.Typer) -> None:
         import torch
         from rich.progress import Progress
 
-        from cryoframe import __version__
-        from cryoframe._atomic import atomic_write_text
         from cryoframe.recon.reconstruct import (
             read_particle_set,
             reconstruct_particles,
@@ -57,11 +55,9 @@ def register(app: typer.Typer) -> None:
                                         lambda d, t: bar.update(task, completed=d),
                                         mask_radius_px)
         summary = write_reconstruction(run, out, {"star": str(star), "pad": pad, "seed": seed})
-        rec = {"command": "reconstruct", "version": __version__, "argv": sys.argv,
-               "config": {"star": str(star), "tomograms": str(tomograms) if tomograms else None,
-                          "pad": pad, "batch_size": batch_size, "mask_radius_px": mask_radius_px,
-                          "seed": seed}}
-        atomic_write_text(out / "reconstruct_run.json", json.dumps(rec, indent=2) + "\n")
+        write_run_record(out / "reconstruct_run.json", "reconstruct", {
+            "star": str(star), "tomograms": str(tomograms) if tomograms else None, "pad": pad,
+            "batch_size": batch_size, "mask_radius_px": mask_radius_px, "seed": seed})
         nyq = " (Nyquist-limited)" if summary["nyquist_limited"] else ""
         console.print(f"{run.n_particles} images, {run.images_per_s:.0f} images/s: "
                       f"{summary['resolution_angstrom']:.2f} Å at FSC 0.143 (masked){nyq}, "

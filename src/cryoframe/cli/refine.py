@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from cryoframe._record import write_run_record
 
 console = Console()
 
@@ -36,8 +36,6 @@ def register(app: typer.Typer) -> None:
         writes refined.star, half maps, map, FSC and the per-iteration history."""
         import torch
 
-        from cryoframe import __version__
-        from cryoframe._atomic import atomic_write_text
         from cryoframe.recon.refine import RefineConfig, refine_star
 
         if threads:
@@ -46,10 +44,8 @@ def register(app: typer.Typer) -> None:
                            global_step_deg=global_step_deg, max_iterations=max_iterations,
                            batch_size=batch_size)
         res = refine_star(star, reference, out, cfg, seed, log=console.print)
-        rec = {"command": "refine", "version": __version__, "argv": sys.argv,
-               "config": {"star": str(star), "reference": str(reference), "seed": seed,
-                          **cfg.__dict__}}
-        atomic_write_text(out / "refine_run.json", json.dumps(rec, indent=2) + "\n")
+        write_run_record(out / "refine_run.json", "refine", {
+            "star": str(star), "reference": str(reference), "seed": seed, **cfg.__dict__})
         console.print(f"{len(res.rotations)} particles, {res.maps.resolution_angstrom:.2f} Å at "
                       f"FSC 0.143 (masked), cFAR {res.maps.cfar:.2f}, {res.seconds:.0f} s; wrote "
                       f"{out}/refined.star, map.mrc, half1/2.mrc, fsc.json, history.json")

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cryoframe._record import config_record_path, write_run_record, write_timestamped_record
+
 console = Console()
 
 
@@ -205,13 +207,10 @@ def register(app: typer.Typer) -> None:
 def _per_run_record(out: Path, cfg) -> None:
     """The resolved config next to the output (``write_run_record``) plus one record per run
     (``simulate_run_<UTC time>.json`` inside an output folder, beside an output file)."""
-    from cryoframe.cli._subtomos import run_record
-    from cryoframe.simulate.engine import write_run_record
-
-    write_run_record(out, cfg)
+    write_run_record(config_record_path(out), "simulate", cfg)
     out = Path(out)
     folder = out if out.is_dir() else out.parent
-    run_record(folder, "simulate", json.loads(cfg.model_dump_json()))
+    write_timestamped_record(folder, "simulate", cfg)
 
 
 class _One:

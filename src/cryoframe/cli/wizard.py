@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+
+from cryoframe._record import write_run_record
 
 console = Console()
 
@@ -36,8 +36,6 @@ def register(app: typer.Typer) -> None:
         subset search, HTML report."""
         import torch
 
-        from cryoframe import __version__
-        from cryoframe._atomic import atomic_write_text
         from cryoframe._errors import InputError
         from cryoframe.recon.abinitio import AbinitioConfig
         from cryoframe.recon.refine import RefineConfig
@@ -58,12 +56,11 @@ def register(app: typer.Typer) -> None:
                            abinitio=AbinitioConfig(subset_size=abinitio_subset, seed=seed),
                            refine=RefineConfig(max_iterations=refine_iterations), seed=seed)
         res = wizard_star(star, out, cfg, log=console.print, contrast=contrast)
-        rec = {"command": "wizard", "version": __version__, "argv": sys.argv,
-               "config": {"star": str(star), "fractions": fr, "tau": tau, "parts": n_parts,
-                          "cfar_threshold": cfar_threshold, "clusters": n_clusters,
-                          "refine_iterations": refine_iterations,
-                          "abinitio_subset": abinitio_subset, "seed": seed}}
-        atomic_write_text(out / "wizard_run.json", json.dumps(rec, indent=2) + "\n")
+        write_run_record(out / "wizard_run.json", "wizard", {
+            "star": str(star), "fractions": fr, "tau": tau, "parts": n_parts,
+            "cfar_threshold": cfar_threshold, "clusters": n_clusters,
+            "refine_iterations": refine_iterations, "abinitio_subset": abinitio_subset,
+            "seed": seed})
         for r in res.reasons:
             console.print(r)
         console.print(f"final: {len(res.final.rows)} particles, "

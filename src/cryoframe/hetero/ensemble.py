@@ -190,8 +190,8 @@ def load_template(path: str | Path, chain: str | None = "A", voltage_kv: float =
     -------
     Template
     """
-    from cryoframe.io.structures import read_structure
     from cryoframe.hetero._physics import interaction_scale_rad_per_angstrom
+    from cryoframe.io.structures import read_structure
 
     atoms = read_structure(path, chains=None if chain is None else [chain])
     names = np.asarray(atoms.residue_names).astype(str)

@@ -18,11 +18,10 @@ from typing import Literal
 import torch
 from pydantic import PositiveFloat, PositiveInt
 
-from cryoframe._config import FrozenConfig
 from cryoframe._atomic import atomic_path
+from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
-from cryoframe.hetero.decoders import (LatentTable, count_weights, load_decoder_state,
-                                       make_decoder)
+from cryoframe.hetero.decoders import LatentTable, count_weights, load_decoder_state, make_decoder
 from cryoframe.hetero.ensemble import Template
 from cryoframe.hetero.forward import ResidueForwardModel
 from cryoframe.hetero.graph import BackboneGraph

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from sklearn.model_selection import train_test_split
 
 from cryoframe._errors import InputError
+from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS
 from cryoframe.tasks.cluster import kmeans_pp
 from cryoframe.train.knn_monitor import knn_accuracy
-from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS
 
 __all__ = ["kmeans_pp", "knn_split_accuracy", "cluster_star", "CLUSTER_COLUMN"]
 

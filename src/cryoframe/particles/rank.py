@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cryoframe._errors import InputError
 from cryoframe.models.pretrained import load_particle_ranker
 from cryoframe.models.vit2d import ParticleRanker
 

@@ -17,7 +17,6 @@ store depends only on ``(seed, unit of i)``, so shards and resumed runs are repr
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,12 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoframe._atomic import atomic_write_text
 from cryoframe._errors import InputError
 from cryoframe.simulate.config import SubtomogramDatasetConfig, TomogramConfig
 
 __all__ = ["build_densities", "TomogramResult", "simulate_tomogram", "simulate_subtomograms",
-           "simulate_unit", "noisy_batches", "write_run_record", "run_units_dask"]
+           "simulate_unit", "noisy_batches", "run_units_dask"]
 
 
 def build_densities(sources: Iterable, density_cfg=None) -> list:
@@ -224,18 +222,6 @@ def simulate_unit(store, unit: int, densities, cfg: SubtomogramDatasetConfig,
     if noise:
         arrays["noise"] = torch.cat(noise).numpy()
     store.write_unit(unit, arrays, pd.concat(tables, ignore_index=True))
-
-
-def write_run_record(out: Path, cfg, argv: list[str] | None = None) -> Path:
-    """Write the resolved config with version and argv next to the output (atomic)."""
-    import cryoframe
-
-    record = {"version": cryoframe.__version__, "argv": list(sys.argv if argv is None else argv),
-              "config": json.loads(cfg.model_dump_json())}
-    path = Path(out).with_name(Path(out).name + ".config.json") if Path(out).suffix else \
-        Path(out) / "config.json"
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-    return path
 
 
 def simulate_subtomograms(

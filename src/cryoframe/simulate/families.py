@@ -51,9 +51,9 @@ def chain_masses(atoms) -> dict[str, float]:
 
 
 def _rotation(axis: np.ndarray, angle_rad: float) -> np.ndarray:
-    from cryoframe.geometry.rotations import axis_angle_to_matrix
-
     import torch
+
+    from cryoframe.geometry.rotations import axis_angle_to_matrix
 
     return axis_angle_to_matrix(torch.as_tensor(axis, dtype=torch.float64),
                                 torch.tensor(angle_rad, dtype=torch.float64)).numpy()

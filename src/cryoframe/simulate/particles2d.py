@@ -74,10 +74,8 @@ def load_density(source: str | Path) -> tuple[np.ndarray, float]:
     voxel_size_angstrom : float
         Voxel size in Å.
     """
-    from cryoframe.data import MAPS_10A, map_path
+    from cryoframe.data import MAPS_10A, STRUCTURES, map_path
     from cryoframe.io.mrc import read_mrc
-
-    from cryoframe.data import STRUCTURES
 
     src = str(source)
     if (src.upper() in STRUCTURES and src.upper() not in MAPS_10A) or src.lower().endswith(

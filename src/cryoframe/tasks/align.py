@@ -21,7 +21,6 @@ Convention (as in training, :mod:`cryoframe.train.augment3d`): for ``X_1 = T X``
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch

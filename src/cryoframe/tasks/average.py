@@ -39,11 +39,11 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
-from cryoframe.tasks.fft_align import AlignResult, FFTAligner, rotate_fourier_mask
 from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.geometry.grids import radial_frequency
 from cryoframe.geometry.rotations import geodesic_distance_deg
 from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
+from cryoframe.tasks.fft_align import AlignResult, FFTAligner, rotate_fourier_mask
 
 __all__ = [
     "Aligner",

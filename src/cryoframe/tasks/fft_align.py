@@ -33,9 +33,9 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
+from cryoframe.fourier.wedge import rotate_fourier_mask, wedge_mask
 from cryoframe.geometry.grids import radial_frequency
 from cryoframe.geometry.rotations import axis_angle_to_matrix, so3_grid
-from cryoframe.fourier.wedge import rotate_fourier_mask, wedge_mask
 from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
 
 __all__ = ["AlignResult", "FFTAligner", "rotate_fourier_mask", "wedge_mask"]

@@ -8,8 +8,8 @@ by majority vote of their ``k`` nearest references (cosine distance, scikit-lear
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier
 import torch
+from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor, nn
 
 from cryoframe.train.augment3d import standardize

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from pydantic import Field, PositiveFloat, PositiveInt
 
@@ -30,8 +29,14 @@ from cryoframe._errors import InputError
 from cryoframe._record import write_run_record
 from cryoframe.models.pretrained import save_weights
 from cryoframe.train.augment3d import make_nrcl_views, standardize
-from cryoframe.train.checkpoint import (load_state, read_metrics_csv, rng_state, save_state,
-                                       set_rng_state, write_metrics_csv)
+from cryoframe.train.checkpoint import (
+    load_state,
+    read_metrics_csv,
+    rng_state,
+    save_state,
+    set_rng_state,
+    write_metrics_csv,
+)
 from cryoframe.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from cryoframe.train.knn_monitor import KNNMonitor
 from cryoframe.train.nrcl import NRCL

@@ -27,18 +27,22 @@ import torch
 from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
 from cryoframe.data import PARTICLE_PRETRAIN_DENSITIES
-from cryoframe.models.pretrained import (PARTICLE_ENCODER_FORMAT, PARTICLE_RANKER_FORMAT,
-                                         particle_encoder_state, read_particle_checkpoint,
-                                         save_particle_checkpoint)
+from cryoframe.models.pretrained import (
+    PARTICLE_ENCODER_FORMAT,
+    PARTICLE_RANKER_FORMAT,
+    particle_encoder_state,
+    read_particle_checkpoint,
+    save_particle_checkpoint,
+)
 from cryoframe.models.vit2d import VIT2D_CONFIGS, ParticleRanker, ViT2d
+from cryoframe.simulate.noise import combine_signal_noise
 from cryoframe.simulate.particles2d import background_ring_normalise
-from cryoframe.train.checkpoint import load_state, save_state
 from cryoframe.train.augment2d import ParticleAugment, two_views
+from cryoframe.train.checkpoint import load_state, save_state
 from cryoframe.train.losses_margin import cryoranker_loss
 from cryoframe.train.moco import MoCoV3
 from cryoframe.train.momentum import cosine_momentum
 from cryoframe.train.schedules import warmup_cosine
-from cryoframe.simulate.noise import combine_signal_noise
 
 __all__ = ["ParticlePretrainConfig", "RankerConfig",
            "simulate_pretraining_pool", "simulate_ranking_pool", "pretrain_moco",
