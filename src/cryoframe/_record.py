@@ -47,7 +47,8 @@ def write_run_record(path: str | Path, command: str, config: Any, argv: list[str
 def write_timestamped_record(out_dir: str | Path, command: str, config: Any,
                              **extra: Any) -> Path:
     """Write ``<command>_run_<UTC time>.json`` in ``out_dir``: a later run never overwrites an
-    earlier one's record."""
+    earlier one's record.
+    """
     now = _dt.datetime.now(_dt.timezone.utc)
     stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
     out_dir = Path(out_dir)
@@ -61,6 +62,7 @@ def write_timestamped_record(out_dir: str | Path, command: str, config: Any,
 
 def config_record_path(out: str | Path) -> Path:
     """Where the resolved config of an output goes: ``<file>.config.json`` beside an output file,
-    ``<folder>/config.json`` inside an output folder."""
+    ``<folder>/config.json`` inside an output folder.
+    """
     out = Path(out)
     return out.with_name(out.name + ".config.json") if out.suffix else out / "config.json"

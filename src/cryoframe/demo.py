@@ -30,6 +30,37 @@ import numpy as np
 import torch
 
 from cryoframe._atomic import atomic_savefig
+from cryoframe.baselines.invariant_features import InvariantFeatureClassifier
+from cryoframe.fourier.fsc import fsc
+from cryoframe.geometry.euler import matrix_to_relion_euler
+from cryoframe.geometry.rotations import (
+    axis_angle_to_matrix,
+    frobenius_distance,
+    geodesic_distance_deg,
+    random_rotations,
+)
+from cryoframe.io.mrc import write_mrc
+from cryoframe.io.star import write_star
+from cryoframe.models.pretrained import load_encoder, load_pair_encoder
+from cryoframe.report.html import Section, Table, fmt, write_report
+from cryoframe.simulate.config import TomogramConfig
+from cryoframe.simulate.density import load_density, write_density
+from cryoframe.simulate.engine import simulate_tomogram
+from cryoframe.simulate.fastpath import FastSubtomogramSimulator
+from cryoframe.simulate.noise import add_noise, combine_signal_noise
+from cryoframe.simulate.tilt_matched import (
+    TiltGeometry,
+    coloured_noise,
+    draw_defocus_angstrom,
+    tilt_ctf_magnitude_rfft,
+    wbp_noise_psd_rfft,
+)
+from cryoframe.tasks.align import LearnedAligner, finetune_transform_head
+from cryoframe.tasks.average import average_subtomograms
+from cryoframe.tasks.classify import evaluate_protocols, split_1_1_8
+from cryoframe.tasks.cluster import cluster_embeddings, embed_2d, plot_clusters
+from cryoframe.tasks.fft_align import FFTAligner, wedge_mask
+from cryoframe.train.loop import embed_for_inference
 
 __all__ = ["run_demo", "DEMO_CLASSES"]
 
@@ -93,7 +124,6 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe.report.html import Section, Table, fmt, write_report
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,7 +132,6 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     torch.manual_seed(seed)
 
     # 1. densities -------------------------------------------------------------------------
-    from cryoframe.simulate.density import load_density, write_density
 
     _log(console, "[1/6] densities from atomic models")
     dens = [load_density(c) for c in DEMO_CLASSES]
@@ -121,8 +150,6 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         [(png, "Central slices of the density maps")]))
 
     # 2. full tilt-series path --------------------------------------------------------------
-    from cryoframe.simulate.config import TomogramConfig
-    from cryoframe.simulate.engine import simulate_tomogram
 
     _log(console, "[2/6] full CryoEngine path: scene → tilt series → WBP → extraction")
     shape = (64, 192, 192) if quick else (96, 256, 256)
@@ -154,14 +181,6 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         [(png2, "Reconstructed tomogram and a tilt image")]))
 
     # 3. subtomograms as the full path makes them + embedding --------------------------------
-    from cryoframe.geometry.rotations import random_rotations
-    from cryoframe.models.pretrained import load_encoder, load_pair_encoder
-    from cryoframe.simulate.fastpath import FastSubtomogramSimulator
-    from cryoframe.simulate.noise import add_noise, combine_signal_noise
-    from cryoframe.simulate.tilt_matched import (TiltGeometry, coloured_noise,
-                                                 draw_defocus_angstrom, tilt_ctf_magnitude_rfft,
-                                                 wbp_noise_psd_rfft)
-    from cryoframe.train.loop import embed_for_inference
 
     _log(console, "[3/6] tilt-series-like subtomograms at SNR 0.1 and embedding with the "
                   "shipped encoder")
@@ -191,9 +210,6 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     # 4. classification + clustering ------------------------------------------------------------
     from sklearn.metrics import adjusted_rand_score
 
-    from cryoframe.baselines.invariant_features import InvariantFeatureClassifier
-    from cryoframe.tasks.classify import evaluate_protocols, split_1_1_8
-    from cryoframe.tasks.cluster import cluster_embeddings, embed_2d, plot_clusters
 
     _log(console, "[4/6] classification (1:1:8 split) and clustering")
     split = split_1_1_8(labels, seed=seed)
@@ -226,10 +242,6 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         [(png3, "Clusters of the noisy subtomograms")]))
 
     # 5. alignment ------------------------------------------------------------------------------
-    from cryoframe.tasks.fft_align import FFTAligner, wedge_mask
-    from cryoframe.geometry.rotations import axis_angle_to_matrix, frobenius_distance, \
-        geodesic_distance_deg
-    from cryoframe.tasks.align import LearnedAligner, finetune_transform_head
 
     _log(console, "[5/6] alignment: fine-tune the transformation head, then learned vs FFT")
     n_ft = 32 if quick else 64
@@ -277,9 +289,6 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
                 "pairs/s"], rows)]))
 
     # 6. averaging ---------------------------------------------------------------------------------
-    from cryoframe.fourier.fsc import fsc
-    from cryoframe.io.mrc import write_mrc
-    from cryoframe.tasks.average import average_subtomograms
 
     _log(console, "[6/6] reference-free averaging with gold-standard half maps")
     n_avg = 48 if quick else 120
@@ -335,9 +344,7 @@ def _export_subtomograms(ex, folder: Path, class_names) -> None:
     """Write extracted subtomograms as MRC files + a RELION STAR naming them."""
     import pandas as pd
 
-    from cryoframe.geometry.euler import matrix_to_relion_euler
     from cryoframe.io.mrc import write_mrc
-    from cryoframe.io.star import write_star
 
     folder.mkdir(parents=True, exist_ok=True)
     tab = ex.table.reset_index(drop=True)

@@ -12,6 +12,19 @@ import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.baselines.invariant_features import invariant_features
+from cryoframe.fourier.contrast import contrast_relation, resolve_contrast
+from cryoframe.fourier.resample import plan_resample, resample_volumes
+from cryoframe.io.mrc import MrcHeaderWarning, read_mrc, read_mrc_header, read_volume
+from cryoframe.io.star import read_particles, require_columns
+from cryoframe.models.pretrained import (
+    load_encoder,
+    load_encoder_file,
+    load_pair_encoder_file,
+    shipped_weights_path,
+)
+from cryoframe.tasks.fft_align import wedge_mask
+from cryoframe.train.loop import embed_for_inference
 
 
 def resolve(star: Path, name: str) -> Path:
@@ -48,7 +61,8 @@ def select_class(table, star: Path, class_number: int | None, column: str = "rln
 
 def table_pixel_size(table) -> float | None:
     """Voxel size from ``rlnImagePixelSize`` / ``rlnTomoSubtomogramPixelSize`` / ``rlnPixelSize``
-    (particle columns or optics groups), else ``None``."""
+    (particle columns or optics groups), else ``None``.
+    """
     df = table.particles
     for col in ("rlnImagePixelSize", "rlnTomoSubtomogramPixelSize", "rlnPixelSize"):
         for frame in (df, table.optics):
@@ -72,9 +86,6 @@ def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
         From ``--pixel-size``, else the table (``rlnImagePixelSize``, optics), else the MRC
         header. A table and header that disagree by more than 1 % are refused.
     """
-    from cryoframe.io.mrc import read_mrc
-    from cryoframe.io.star import read_particles, require_columns
-
     table = select_class(read_particles(star), star, class_number, class_column)
     df = table.particles
     require_columns(df, ["rlnImageName"], file=star, what="subtomogram particle table")
@@ -181,8 +192,6 @@ def to_encoder_sampling(volumes: torch.Tensor, pixel_size_angstrom: float, box: 
 
     Returns the resampled volumes and the :class:`~cryoframe.fourier.resample.ResamplePlan`.
     """
-    from cryoframe.fourier.resample import plan_resample, resample_volumes
-
     plan = plan_resample(volumes.shape[-1], pixel_size_angstrom, encoder_pixel_angstrom, box,
                          file=file)
     if log is not None and not plan.identity:
@@ -200,14 +209,12 @@ def features(volumes: torch.Tensor, weights: Path | None, kind: str,
     (:func:`to_encoder_sampling`); ``pixel_size_angstrom`` is the data's voxel size.
     """
     if kind == "invariant":
-        from cryoframe.baselines.invariant_features import invariant_features
 
         return invariant_features(volumes).numpy(), "rotation-invariant handcrafted features"
     if kind != "encoder":
         raise InputError(f"unknown features '{kind}'", field="--features",
                          expected="'encoder' or 'invariant'")
     encoder, enc_px = encoder_and_sampling(weights)
-    from cryoframe.train.loop import embed_for_inference
 
     x = volumes
     if pixel_size_angstrom is not None:
@@ -226,16 +233,12 @@ def encoder_and_sampling(weights: Path | None):
     (:func:`cryoframe.models.pretrained.load_encoder`); ``--weights`` may name any encoder file
     cryoframe writes (single or pair encoder).
     """
-    from cryoframe.models.pretrained import load_encoder, load_encoder_file
-
     enc, meta = load_encoder_file(weights) if weights is not None else load_encoder()
     return enc, float(meta.get("voxel_size_angstrom", ENCODER_VOXEL_SIZE_ANGSTROM))
 
 
 def pair_encoder_and_sampling(weights: Path | None):
     """``(pair encoder, voxel size in Å)`` for the learned aligner (``--weights`` or shipped)."""
-    from cryoframe.models.pretrained import load_pair_encoder_file, shipped_weights_path
-
     if weights is None:
         encoder_from(None)  # the clear error when no weights are installed
         weights = shipped_weights_path()
@@ -258,7 +261,6 @@ def wedge(n: int, tilt_min_deg: float, tilt_max_deg: float, no_wedge: bool):
     """Full-spectrum wedge mask (or None)."""
     if no_wedge:
         return None
-    from cryoframe.tasks.fft_align import wedge_mask
 
     return wedge_mask((n, n, n), tilt_min_deg, tilt_max_deg)
 
@@ -273,7 +275,6 @@ def read_reference(path: Path, box: int, pixel_size_angstrom: float, log=None,
     import warnings
 
     from cryoframe.fourier.resample import plan_resample, resample_volumes
-    from cryoframe.io.mrc import MrcHeaderWarning, read_mrc_header, read_volume
 
     hdr = read_mrc_header(path)
     with warnings.catch_warnings():
@@ -300,8 +301,6 @@ def read_reference(path: Path, box: int, pixel_size_angstrom: float, log=None,
 def contrast_signs(data: torch.Tensor, reference: torch.Tensor, invert_reference: bool,
                    invert_data: bool, auto: bool, log, reference_name: str = "reference"):
     """Measure the data/reference contrast relation and return ``(data_sign, ref_sign, line)``."""
-    from cryoframe.fourier.contrast import contrast_relation, resolve_contrast
-
     rel = contrast_relation(data, reference)
     d, r, msg = resolve_contrast(rel, invert_reference=invert_reference,
                                  invert_data=invert_data, auto=auto,

@@ -8,6 +8,9 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_run_record
+from cryoframe.io.mrc import write_mrc
+from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
+from cryoframe.recon.refine import read_particle_set_any
 
 console = Console()
 
@@ -28,12 +31,10 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(None, "--threads", help="torch threads."),
     ) -> None:
         """Frequency-marching global pose search from a blob over random mini-batches; the
-        model seeds `cryoframe refine` (its hand is undetermined)."""
+        model seeds `cryoframe refine` (its hand is undetermined).
+        """
         import torch
 
-        from cryoframe.io.mrc import write_mrc
-        from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
-        from cryoframe.recon.refine import read_particle_set_any
 
         if threads:
             torch.set_num_threads(threads)

@@ -7,7 +7,19 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli._subtomos import (
+    contrast_signs,
+    load_subtomograms,
+    pair_encoder_and_sampling,
+    read_reference,
+    to_encoder_sampling,
+    wedge,
+)
+from cryoframe.io.star import particles_with_poses, write_particles
+from cryoframe.tasks.align import LearnedAligner
+from cryoframe.tasks.fft_align import FFTAligner
 
 
 def register(app: typer.Typer) -> None:
@@ -56,15 +68,6 @@ def register(app: typer.Typer) -> None:
         import numpy as np
         import torch
 
-        from cryoframe._errors import InputError
-        from cryoframe.cli._subtomos import (
-            contrast_signs,
-            load_subtomograms,
-            read_reference,
-            wedge,
-        )
-        from cryoframe.io.star import particles_with_poses, write_particles
-        from cryoframe.tasks.fft_align import FFTAligner
 
         console = Console()
         log = console.print
@@ -77,7 +80,6 @@ def register(app: typer.Typer) -> None:
         vols, ref = vols * d_sign, ref * r_sign
         px_align = px
         if aligner == "learned":
-            from cryoframe.cli._subtomos import pair_encoder_and_sampling, to_encoder_sampling
 
             enc, enc_px = pair_encoder_and_sampling(weights)
             vols, plan = to_encoder_sampling(vols, px, enc.volume_size, enc_px, file=star,
@@ -90,7 +92,6 @@ def register(app: typer.Typer) -> None:
             al = FFTAligner(step_deg=step_deg, refine_steps=4, max_shift_px=max_shift_px,
                             local_range_deg=local_range_deg)
         elif aligner == "learned":
-            from cryoframe.tasks.align import LearnedAligner
 
             al = LearnedAligner(enc, refine=refine, max_shift_px=max_shift_px)
         else:

@@ -7,7 +7,26 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._atomic import atomic_savefig
+from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli._subtomos import (
+    contrast_signs,
+    encoder_from,
+    load_subtomograms,
+    open_subtomograms,
+    pair_encoder_and_sampling,
+    read_reference,
+    to_encoder_sampling,
+    wedge,
+)
+from cryoframe.fourier.resample import plan_resample
+from cryoframe.io.mrc import write_mrc
+from cryoframe.io.star import ParticleTable, particles_with_poses, write_particles
+from cryoframe.tasks.align import LearnedAligner
+from cryoframe.tasks.average import VolumeSource, average_subtomograms
+from cryoframe.tasks.fft_align import FFTAligner
+from cryoframe.train.subtomo_data import StoreSource
 
 
 def _fsc_png(path: Path, res, px: float, gt_sign: int = 1) -> None:
@@ -16,7 +35,6 @@ def _fsc_png(path: Path, res, px: float, gt_sign: int = 1) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     f = res.fsc_freq.numpy() / px
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
@@ -56,10 +74,6 @@ def _store_input(path: Path, pixel_size, class_number, invert_data: bool):
     import numpy as np
     import pandas as pd
 
-    from cryoframe._errors import InputError
-    from cryoframe.io.star import ParticleTable
-    from cryoframe.tasks.average import VolumeSource
-    from cryoframe.train.subtomo_data import StoreSource
 
     if class_number is not None:
         raise InputError("--class needs a STAR input", field="--class",
@@ -133,17 +147,6 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from cryoframe._errors import InputError
-        from cryoframe.cli._subtomos import (
-            contrast_signs,
-            encoder_from,
-            load_subtomograms,
-            read_reference,
-            wedge,
-        )
-        from cryoframe.io.mrc import write_mrc
-        from cryoframe.io.star import particles_with_poses, write_particles
-        from cryoframe.tasks.average import average_subtomograms
-        from cryoframe.tasks.fft_align import FFTAligner
 
         console = Console()
         log = console.print
@@ -155,7 +158,6 @@ def register(app: typer.Typer) -> None:
             if invert_data:
                 vols = -vols
         else:  # streamed from the MRC files in chunks
-            from cryoframe.cli._subtomos import open_subtomograms
             from cryoframe.tasks.average import VolumeSource
 
             table, lazy, px = open_subtomograms(star, pixel_size_angstrom, class_number,
@@ -167,9 +169,6 @@ def register(app: typer.Typer) -> None:
         if aligner == "fft":
             al = FFTAligner(step_deg=step_deg, refine_steps=4, max_shift_px=max_shift_px)
         elif aligner == "learned":
-            from cryoframe.cli._subtomos import pair_encoder_and_sampling, to_encoder_sampling
-            from cryoframe.fourier.resample import plan_resample
-            from cryoframe.tasks.align import LearnedAligner
 
             encoder_from(weights)  # the clear error when no weights are installed
             enc, enc_px = pair_encoder_and_sampling(weights)

@@ -9,6 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cryoframe.bench import load_suite
+from cryoframe.bench.results import write_results
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` command."""
@@ -21,9 +24,6 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed of every random draw in the suite."),
     ) -> None:
         """Run a benchmark suite; every figure is measured in this run."""
-        from cryoframe.bench import load_suite
-        from cryoframe.bench.results import write_results
-
         module = load_suite(suite)
         out_dir = out or Path("bench_out") / suite
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,20 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._atomic import atomic_path, atomic_savefig
+from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli._subtomos import features as embed
+from cryoframe.cli._subtomos import load_subtomograms
+from cryoframe.io.star import write_particles
+from cryoframe.tasks.classify import (
+    confusion_matrix,
+    honest_accuracy,
+    knn_classifier,
+    linear_probe,
+    predict_mlp_head,
+    train_mlp_head,
+)
 
 
 def _confusion_png(path: Path, cm, title: str) -> None:
@@ -16,7 +29,6 @@ def _confusion_png(path: Path, cm, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k), dpi=120)
@@ -65,18 +77,6 @@ def register(app: typer.Typer) -> None:
         import numpy as np
         import pandas as pd
 
-        from cryoframe._atomic import atomic_path
-        from cryoframe._errors import InputError
-        from cryoframe.cli._subtomos import features as embed
-        from cryoframe.cli._subtomos import load_subtomograms
-        from cryoframe.io.star import write_particles
-        from cryoframe.tasks.classify import (
-            confusion_matrix,
-            knn_classifier,
-            linear_probe,
-            predict_mlp_head,
-            train_mlp_head,
-        )
 
         console = Console()
         table, vols, px = load_subtomograms(star, pixel_size_angstrom)
@@ -123,7 +123,6 @@ def register(app: typer.Typer) -> None:
             acc = 100.0 * float((cv_pred == y).mean())
         else:
             acc = float("nan")
-        from cryoframe.tasks.classify import honest_accuracy
 
         estimate = honest_accuracy(cv_pred == y, emb, labelled, y, seed=seed) \
             if n_folds >= 2 else None

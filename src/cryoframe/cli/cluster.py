@@ -8,6 +8,10 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli._subtomos import features as embed
+from cryoframe.cli._subtomos import load_subtomograms
+from cryoframe.io.star import write_particles
+from cryoframe.tasks.cluster import cluster_embeddings, embed_2d, plot_clusters, umap_available
 
 
 def register(app: typer.Typer) -> None:
@@ -28,15 +32,6 @@ def register(app: typer.Typer) -> None:
         """Cluster subtomogram embeddings with k-means++; writes OUT and OUT.clusters.png."""
         import dataclasses
 
-        from cryoframe.cli._subtomos import features as embed
-        from cryoframe.cli._subtomos import load_subtomograms
-        from cryoframe.io.star import write_particles
-        from cryoframe.tasks.cluster import (
-            cluster_embeddings,
-            embed_2d,
-            plot_clusters,
-            umap_available,
-        )
 
         console = Console()
         table, vols, px = load_subtomograms(star, pixel_size_angstrom)

@@ -6,6 +6,16 @@ from pathlib import Path
 
 import typer
 
+from cryoframe._errors import InputError
+from cryoframe.io.dynamo import read_tbl, read_tomogram_doc, write_tbl, write_tomogram_doc
+from cryoframe.io.star import read_particles, write_particles
+from cryoframe.io.subtomo_table import (
+    subtomo_from_dynamo,
+    subtomo_from_relion,
+    subtomo_to_dynamo,
+    subtomo_to_relion,
+)
+
 
 def _kind(path: Path) -> str:
     suffix = path.suffix.lower()
@@ -13,7 +23,6 @@ def _kind(path: Path) -> str:
         return "star"
     if suffix == ".tbl":
         return "tbl"
-    from cryoframe._errors import InputError
 
     raise InputError(f"unknown table format '{suffix}'", file=path, field="suffix",
                      expected=".star (RELION) or .tbl (Dynamo)")
@@ -37,14 +46,6 @@ def convert_table(
         Volume list written, if any.
     """
     from cryoframe._errors import InputError
-    from cryoframe.io.dynamo import read_tbl, read_tomogram_doc, write_tbl, write_tomogram_doc
-    from cryoframe.io.star import read_particles, write_particles
-    from cryoframe.io.subtomo_table import (
-        subtomo_from_dynamo,
-        subtomo_from_relion,
-        subtomo_to_dynamo,
-        subtomo_to_relion,
-    )
 
     k_in, k_out = _kind(src), _kind(dst)
     if k_in == k_out:

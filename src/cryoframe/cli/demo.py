@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cryoframe.demo import run_demo
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``demo`` command."""
@@ -21,7 +23,6 @@ def register(app: typer.Typer) -> None:
         """Simulate → embed with the shipped encoder → classify, align, average → HTML report."""
         from rich.console import Console
 
-        from cryoframe.demo import run_demo
 
         console = Console()
         report = run_demo(out, seed=seed, quick=quick, console=console, weights=weights)

@@ -25,11 +25,18 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
+from cryoframe.cli._subtomos import encoder_and_sampling, resolve, select_class, table_pixel_size
+from cryoframe.fourier.resample import plan_resample, resample_volumes
+from cryoframe.io.mrc import read_mrc
+from cryoframe.io.star import read_particles
+from cryoframe.models.pretrained import shipped_encoder_path
+from cryoframe.train.loop import embed_for_inference
+from cryoframe.train.subtomo_data import StoreSource
 
 
 def _store_source(path: Path, batch_size: int, pixel_size: float | None):
-    from cryoframe.train.subtomo_data import StoreSource
 
     src = StoreSource(path)
     px = pixel_size or src.store.attrs.get("voxel_size_angstrom")
@@ -51,9 +58,6 @@ def _star_source(path: Path, batch_size: int, pixel_size: float | None,
                  class_number: int | None, class_column: str):
     import torch
 
-    from cryoframe.cli._subtomos import resolve, select_class, table_pixel_size
-    from cryoframe.io.mrc import read_mrc
-    from cryoframe.io.star import read_particles
 
     table = select_class(read_particles(path), path, class_number, class_column)
     df = table.particles
@@ -143,11 +147,6 @@ def embed_to_file(path: Path, out: Path, weights: Path | None = None, batch_size
     """Embed every volume of ``path`` into ``out`` (see module docstring); returns a summary."""
     import torch
 
-    from cryoframe._atomic import atomic_path
-    from cryoframe.cli._subtomos import encoder_and_sampling
-    from cryoframe.fourier.resample import plan_resample, resample_volumes
-    from cryoframe.models.pretrained import shipped_encoder_path
-    from cryoframe.train.loop import embed_for_inference
 
     path = Path(path)
     wpath = Path(weights) if weights is not None else shipped_encoder_path()

@@ -12,6 +12,12 @@ from pathlib import Path
 
 import typer
 
+from cryoframe._atomic import atomic_savefig
+from cryoframe._errors import InputError
+from cryoframe.fourier.contrast import map_contrast_relation, resolve_contrast
+from cryoframe.fourier.fsc import cfar, fsc, fsc_crossing
+from cryoframe.io.mrc import read_mrc
+
 
 def _plot(path: Path, freq_per_angstrom, curve, threshold: float, res: float,
           crossed: bool, title: str) -> None:
@@ -20,7 +26,6 @@ def _plot(path: Path, freq_per_angstrom, curve, threshold: float, res: float,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     ax.plot(freq_per_angstrom, curve, lw=1.5, color="tab:blue", label="FSC")
@@ -70,9 +75,6 @@ def run_fsc(
     """
     import numpy as np
 
-    from cryoframe._errors import InputError
-    from cryoframe.fourier.fsc import cfar, fsc, fsc_crossing
-    from cryoframe.io.mrc import read_mrc
 
     if not 0 < threshold < 1:
         raise InputError(f"invalid threshold {threshold}", field="--threshold",
@@ -95,7 +97,6 @@ def run_fsc(
         if mask_data.shape != m1.data.shape:
             raise InputError(f"mask shape {mask_data.shape} differs from maps {m1.data.shape}",
                              file=mask, field="data", expected=f"shape {m1.data.shape}")
-    from cryoframe.fourier.contrast import map_contrast_relation, resolve_contrast
 
     rel = map_contrast_relation(m1.data, m2.data)
     _, sign, contrast_msg = resolve_contrast(rel, invert_reference=invert_reference,

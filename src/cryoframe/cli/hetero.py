@@ -8,11 +8,24 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._errors import InputError
 from cryoframe._record import write_run_record
+from cryoframe.data import structure_path, trajectory_paths
+from cryoframe.geometry.rotations import so3_grid
+from cryoframe.hetero.dataset import save_dataset
+from cryoframe.hetero.decoders import LatentTable, load_decoder_state, make_decoder
+from cryoframe.hetero.images import ImagingConfig, simulate_images
+from cryoframe.hetero.outputs import (
+    pick_models_along_pc1,
+    plot_latents,
+    plot_rmsd_histogram,
+    write_ca_models_pdb,
+    write_results_star,
+)
+from cryoframe.hetero.train import TrainConfig, predict_conformations, train_autodecoder
 
 
 def _template_path(spec: str) -> Path:
-    from cryoframe.data import structure_path
 
     p = Path(spec)
     return p if p.exists() else structure_path(spec)
@@ -50,10 +63,7 @@ def register(app: typer.Typer) -> None:
         """Simulate all-atom images (CTF + noise) of every frame of an ensemble."""
         from rich.progress import Progress
 
-        from cryoframe.data import trajectory_paths
-        from cryoframe.hetero.dataset import save_dataset
         from cryoframe.hetero.ensemble import load_ensemble, load_template
-        from cryoframe.hetero.images import ImagingConfig, simulate_images
 
         console = Console()
         tmpl = load_template(_template_path(template), chain)
@@ -97,7 +107,6 @@ def register(app: typer.Typer) -> None:
         from cryoframe.hetero.ensemble import load_template
         from cryoframe.hetero.graph import build_backbone_graph
         from cryoframe.hetero.rmsd import kabsch_rmsd
-        from cryoframe.hetero.train import TrainConfig, train_autodecoder
 
         console = Console()
         data = load_dataset(dataset)
@@ -130,20 +139,10 @@ def register(app: typer.Typer) -> None:
         """Write predicted models (multi-model PDB), latent plot, RMSD histogram, per-image STAR."""
         import torch
 
-        from cryoframe._errors import InputError
         from cryoframe.hetero.dataset import load_dataset
-        from cryoframe.hetero.decoders import LatentTable, load_decoder_state, make_decoder
         from cryoframe.hetero.ensemble import load_template
         from cryoframe.hetero.graph import build_backbone_graph
-        from cryoframe.hetero.outputs import (
-            pick_models_along_pc1,
-            plot_latents,
-            plot_rmsd_histogram,
-            write_ca_models_pdb,
-            write_results_star,
-        )
         from cryoframe.hetero.rmsd import kabsch_rmsd
-        from cryoframe.hetero.train import predict_conformations
 
         console = Console()
         rec_path, ckpt_path = run / "run.json", run / "checkpoint.pt"
@@ -178,7 +177,6 @@ def register(app: typer.Typer) -> None:
                      "true conformation index")
         rotations = None
         if cfg["poses"] == "esl" and state.get("support") is not None:
-            from cryoframe.geometry.rotations import so3_grid
 
             rotations = so3_grid(cfg["esl_grid_step_deg"])[state["support"][:, 0]]
         write_results_star(run / "particles_hetero.star", data.table, z, rotations, rmsd)

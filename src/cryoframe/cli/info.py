@@ -8,6 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cryoframe import __version__
+from cryoframe.data import list_bundled
+from cryoframe.io.summary import describe_file
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``info`` command."""
@@ -18,7 +22,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Summarise FILE's header; without FILE, print versions, bundled data and devices."""
         if file is not None:
-            from cryoframe.io.summary import describe_file
 
             rows = describe_file(file)
             table = Table(title=str(file), show_header=False)
@@ -32,8 +35,6 @@ def register(app: typer.Typer) -> None:
 
         import torch
 
-        from cryoframe import __version__
-        from cryoframe.data import list_bundled
 
         console = Console()
         table = Table(title=f"cryoframe {__version__}")

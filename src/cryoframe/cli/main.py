@@ -13,6 +13,7 @@ import sys
 import typer
 from rich.console import Console
 
+import cryoframe.cli as cli_pkg
 from cryoframe._errors import CryoframeError
 
 _STATE = {"debug": False}
@@ -35,7 +36,6 @@ def build_app() -> typer.Typer:
     ) -> None:
         _STATE["debug"] = debug
 
-    import cryoframe.cli as cli_pkg
 
     for info in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=lambda m: m.name):
         if info.name in {"main"} or info.name.startswith("_"):

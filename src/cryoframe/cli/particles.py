@@ -9,6 +9,11 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_timestamped_record
+from cryoframe.particles.cluster import cluster_star
+from cryoframe.particles.embed import embed_star
+from cryoframe.particles.rank import rank_star
+from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
+from cryoframe.train.particle_loop import run_pretraining
 
 console = Console()
 
@@ -18,7 +23,6 @@ def _rank_command(star: Path, out: Path | None, weights: Path | None, batch_size
     import numpy as np
     import torch
 
-    from cryoframe.particles.rank import rank_star
 
     if threads:
         torch.set_num_threads(threads)
@@ -64,8 +68,6 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Simulate particle images (projection, CTF, noise) as MRCS + RELION STAR."""
-        from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
-
         cfg = ParticleSimConfig(
             box_size_px=box_size_px, pixel_size_angstrom=pixel_size_angstrom, snr=snr,
             defocus_min_angstrom=defocus_min_um * 1e4, defocus_max_angstrom=defocus_max_um * 1e4,
@@ -105,8 +107,6 @@ def register(app: typer.Typer) -> None:
 
         Resumable: rerun with the same options and output folder to continue.
         """
-        from cryoframe.train.particle_loop import run_pretraining
-
         if threads:
             import torch
 
@@ -134,8 +134,6 @@ def register(app: typer.Typer) -> None:
                                       help="In-plane rotations to average features over."),
     ) -> None:
         """Frozen encoder features of every particle, in STAR order."""
-        from cryoframe.particles.embed import embed_star
-
         out = out or star.with_name(f"{star.stem}_features.npy")
         info = embed_star(star, out, weights, batch_size, phase_flip, contrast,
                           in_plane_rotations=rotations)
@@ -170,8 +168,6 @@ def register(app: typer.Typer) -> None:
                                       help="In-plane rotations to average features over."),
     ) -> None:
         """Pose clustering: k-means++ on encoder features (rlnClassNumber = cluster + 1)."""
-        from cryoframe.particles.cluster import cluster_star
-
         res = cluster_star(star, n_clusters, out, weights, seed, phase_flip, contrast,
                            in_plane_rotations=rotations)
         console.print(f"{len(res['labels'])} particles in {n_clusters} clusters, sizes "

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import typer
 
+from cryoframe._config import load_config
+from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
+from cryoframe.train.loop import load_pretrain_config, run_pretrain
+from cryoframe.train.supervised import SupervisedConfig, run_supervised
 
 
 def register(app: typer.Typer) -> None:
@@ -52,12 +56,10 @@ def register(app: typer.Typer) -> None:
                         max_wall_s)
             return
         if objective != "nrcl":
-            from cryoframe._errors import InputError
 
             raise InputError(f"unknown objective '{objective}'", field="--objective",
                              expected="nrcl or supervised")
 
-        from cryoframe.train.loop import load_pretrain_config, run_pretrain
 
         cfg = load_pretrain_config(config, steps=steps, batch_size=batch_size, lr=lr,
                                    threads=threads, max_wall_s=max_wall_s, seed=seed)
@@ -80,8 +82,6 @@ def _supervised(config: Path | None, out: Path, steps, batch_size, lr, threads, 
     import torch
     from rich.console import Console
 
-    from cryoframe._config import load_config
-    from cryoframe.train.supervised import SupervisedConfig, run_supervised
 
     cfg = load_config(SupervisedConfig, config, steps=steps, batch_size=batch_size, lr=lr,
                       seed=seed)

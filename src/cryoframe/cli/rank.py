@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from cryoframe.cli.particles import _rank_command
+
 
 def register(app: typer.Typer) -> None:
     """Add the top-level ``rank`` command."""
@@ -23,6 +25,4 @@ def register(app: typer.Typer) -> None:
         int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantisation (≈2× faster)."),
     ) -> None:
         """Score particles with CryoRanker: STAR with rlnCryoRankerScore, sorted, + histogram."""
-        from cryoframe.cli.particles import _rank_command
-
         _rank_command(star, out, weights, batch_size, phase_flip, contrast, threads, int8)

@@ -8,6 +8,12 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_run_record
+from cryoframe.recon.reconstruct import (
+    read_particle_set,
+    reconstruct_particles,
+    write_reconstruction,
+)
+from cryoframe.recon.tomo import is_tilt_series_star, read_tilt_series_particles
 
 console = Console()
 
@@ -32,16 +38,11 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(None, "--threads", help="torch threads."),
     ) -> None:
         """Direct Fourier insertion of CTF-weighted images, Wiener-normalised half maps, FSC,
-        resolution at 0.143 and cFAR."""
+        resolution at 0.143 and cFAR.
+        """
         import torch
         from rich.progress import Progress
 
-        from cryoframe.recon.reconstruct import (
-            read_particle_set,
-            reconstruct_particles,
-            write_reconstruction,
-        )
-        from cryoframe.recon.tomo import is_tilt_series_star, read_tilt_series_particles
 
         if threads:
             torch.set_num_threads(threads)

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_run_record
+from cryoframe.recon.refine import RefineConfig, refine_star
 
 console = Console()
 
@@ -33,10 +34,10 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(None, "--threads", help="torch threads."),
     ) -> None:
         """Refine poses (angles, shifts) with independent half maps and frequency marching;
-        writes refined.star, half maps, map, FSC and the per-iteration history."""
+        writes refined.star, half maps, map, FSC and the per-iteration history.
+        """
         import torch
 
-        from cryoframe.recon.refine import RefineConfig, refine_star
 
         if threads:
             torch.set_num_threads(threads)

@@ -13,7 +13,24 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cryoframe._atomic import atomic_write_text
 from cryoframe._record import config_record_path, write_run_record, write_timestamped_record
+from cryoframe.data import STRUCTURES, structure_path
+from cryoframe.io.mrc import write_mrc
+from cryoframe.io.star import write_particles
+from cryoframe.io.store import parse_shard
+from cryoframe.io.structures import read_structure
+from cryoframe.io.subtomo_table import subtomo_to_relion
+from cryoframe.simulate.density import density_from_atoms, load_density, write_density
+from cryoframe.simulate.engine import (
+    _canonical_table,
+    build_densities,
+    noisy_batches,
+    simulate_subtomograms,
+    simulate_tomogram,
+)
+from cryoframe.simulate.families import structure_family
+from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
 
 console = Console()
 
@@ -40,9 +57,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Atomic models → density maps (+ structure-family variants with provenance)."""
-        from cryoframe._atomic import atomic_write_text
         from cryoframe.simulate.config import DensityConfig, load_config
-        from cryoframe.simulate.density import density_from_atoms, load_density, write_density
 
         cfg = load_config(DensityConfig, config, voxel_size_angstrom=voxel_size_angstrom,
                           resolution_angstrom=resolution_angstrom)
@@ -62,9 +77,6 @@ def register(app: typer.Typer) -> None:
                 provenance[f"{name}.mrc"] = d.provenance
                 prog.advance(task)
                 if family:
-                    from cryoframe.data import STRUCTURES, structure_path
-                    from cryoframe.io.structures import read_structure
-                    from cryoframe.simulate.families import structure_family
 
                     path = structure_path(src) if str(src).upper() in STRUCTURES else Path(src)
                     atoms = read_structure(path, waters=False)
@@ -92,15 +104,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed"),
     ) -> None:
         """Virtual samples → tilt series (MRCS), WBP tomograms (MRC), ground truth (STAR)."""
-        from cryoframe.io.mrc import write_mrc
-        from cryoframe.io.star import write_particles
-        from cryoframe.io.subtomo_table import subtomo_to_relion
         from cryoframe.simulate.config import TomogramConfig, load_config
-        from cryoframe.simulate.engine import (
-            _canonical_table,
-            build_densities,
-            simulate_tomogram,
-        )
 
         cfg = load_config(TomogramConfig, config, n_particles=n_particles,
                           tilt_min_deg=tilt_min_deg, tilt_max_deg=tilt_max_deg, ctf=ctf)
@@ -140,9 +144,7 @@ def register(app: typer.Typer) -> None:
                                          help="Materialise noise at this SNR in the export."),
     ) -> None:
         """Fill (or resume) a subtomogram store; noise is added on the fly when reading."""
-        from cryoframe.io.store import parse_shard
         from cryoframe.simulate.config import SubtomogramDatasetConfig, load_config
-        from cryoframe.simulate.engine import simulate_subtomograms
 
         cfg = load_config(SubtomogramDatasetConfig, config, structures=structures or None,
                           n_per_class=n_per_class, path=path, seed=seed)
@@ -169,7 +171,6 @@ def register(app: typer.Typer) -> None:
         _per_run_record(out, cfg)
         console.print(f"{len(store.done_units())}/{store.n_units} units done in {out}")
         if export is not None:
-            from cryoframe.simulate.engine import noisy_batches
 
             transform = None
             if export_snr is not None:
@@ -195,7 +196,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """2D particle images (projection · CTF · noise) as MRCS + RELION STAR."""
         from cryoframe.simulate.config import load_config
-        from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
 
         cfg = load_config(ParticleSimConfig, config, snr=snr, box_size_px=box_size_px)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,8 @@ def register(app: typer.Typer) -> None:
 
 def _per_run_record(out: Path, cfg) -> None:
     """The resolved config next to the output (``write_run_record``) plus one record per run
-    (``simulate_run_<UTC time>.json`` inside an output folder, beside an output file)."""
+    (``simulate_run_<UTC time>.json`` inside an output folder, beside an output file).
+    """
     write_run_record(config_record_path(out), "simulate", cfg)
     out = Path(out)
     folder = out if out.is_dir() else out.parent

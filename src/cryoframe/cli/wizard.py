@@ -7,7 +7,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._errors import InputError
 from cryoframe._record import write_run_record
+from cryoframe.recon.abinitio import AbinitioConfig
+from cryoframe.recon.refine import RefineConfig
+from cryoframe.recon.wizard import WizardConfig, wizard_star
 
 console = Console()
 
@@ -33,13 +37,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """CryoWizard: CryoRanker scores + Cryo-IEF features, initial models from top-ranked
         subsets with cFAR diagnosis (k-means++ preferred-orientation module below 0.15), final
-        subset search, HTML report."""
+        subset search, HTML report.
+        """
         import torch
 
-        from cryoframe._errors import InputError
-        from cryoframe.recon.abinitio import AbinitioConfig
-        from cryoframe.recon.refine import RefineConfig
-        from cryoframe.recon.wizard import WizardConfig, wizard_star
 
         if threads:
             torch.set_num_threads(threads)

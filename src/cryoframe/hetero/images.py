@@ -29,6 +29,8 @@ from pydantic import PositiveFloat, PositiveInt
 
 from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
+from cryoframe.fourier.ctf import ctf_2d
+from cryoframe.geometry.rotations import random_rotations
 from cryoframe.hetero._physics import interaction_scale_rad_per_angstrom
 from cryoframe.hetero.ensemble import Ensemble
 from cryoframe.simulate.noise import combine_signal_noise
@@ -38,6 +40,7 @@ __all__ = ["ImagingConfig", "ParticleImages", "simulate_images", "ctf_stack", "a
 
 class ImagingConfig(FrozenConfig):
     """Microscope and image parameters (defaults: the paper's Parakeet settings, CPU-scaled)."""
+
     box_px: PositiveInt = 64
     pixel_size_angstrom: PositiveFloat = 2.0
     voltage_kv: PositiveFloat = 300.0
@@ -102,8 +105,6 @@ def ctf_stack(config: ImagingConfig, defocus_angstrom: torch.Tensor, box_px: int
     Tensor
         `(m, n_pad, n_pad // 2 + 1)` CTF values (RELION sign convention).
     """
-    from cryoframe.fourier.ctf import ctf_2d
-
     n_pad = (box_px or config.box_px) * config.pad_factor
     px = pixel_size_angstrom or config.pixel_size_angstrom
     df = torch.as_tensor(defocus_angstrom, dtype=torch.float64).reshape(-1)
@@ -186,8 +187,6 @@ def simulate_images(
     -------
     ParticleImages
     """
-    from cryoframe.geometry.rotations import random_rotations
-
     config = config or ImagingConfig()
     if n_per_conformation < 1:
         raise InputError("need at least one image per conformation", field="n_per_conformation",

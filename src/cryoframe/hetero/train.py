@@ -21,6 +21,7 @@ from pydantic import PositiveFloat, PositiveInt
 from cryoframe._atomic import atomic_path
 from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
+from cryoframe.geometry.rotations import so3_grid
 from cryoframe.hetero.decoders import LatentTable, count_weights, load_decoder_state, make_decoder
 from cryoframe.hetero.ensemble import Template
 from cryoframe.hetero.forward import ResidueForwardModel
@@ -35,6 +36,7 @@ __all__ = ["TrainConfig", "TrainResult", "train_autodecoder", "predict_conformat
 
 class TrainConfig(FrozenConfig):
     """Hyperparameters (defaults: paper, supplement §3–§6; epochs scaled to a CPU)."""
+
     decoder: Literal["gnn", "mlp"] = "gnn"
     use_r2: bool = True
     poses: Literal["known", "esl"] = "known"
@@ -137,7 +139,6 @@ def train_autodecoder(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cryoframe.geometry.rotations import so3_grid
 
     t0 = time.perf_counter()
     m = images.shape[0]

@@ -39,6 +39,7 @@ import torch
 
 from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
+from cryoframe.geometry.euler import matrix_to_relion_euler, relion_euler_to_matrix
 
 __all__ = [
     "ParticleTable",
@@ -382,8 +383,6 @@ def poses_from_particles(
     shifts_zyx_angstrom : torch.Tensor
         `(n, 3)` float64 particle centre minus box centre, Å, zyx (= −rlnOrigin; z = 0 for 2D).
     """
-    from cryoframe.geometry.euler import relion_euler_to_matrix
-
     df = table.particles if isinstance(table, ParticleTable) else table
     file = table.source if isinstance(table, ParticleTable) else None
     require_columns(df, ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"], file=file,
@@ -421,8 +420,6 @@ def particles_with_poses(
     shifts_zyx_angstrom : array-like
         `(n, 3)` particle centre minus box centre, Å, zyx.
     """
-    from cryoframe.geometry.euler import matrix_to_relion_euler
-
     df = (table.particles if isinstance(table, ParticleTable) else table).copy()
     file = table.source if isinstance(table, ParticleTable) else None
     rot = torch.as_tensor(np.asarray(rotations), dtype=torch.float64)

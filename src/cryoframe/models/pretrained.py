@@ -172,7 +172,8 @@ def load_encoder_file(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 def load_encoder(path: str | Path | None = None) -> tuple[torch.nn.Module, dict]:
     """A single-subtomogram encoder (evaluation mode) and its provenance: ``path`` or the shipped
-    one."""
+    one.
+    """
     return load_encoder_file(shipped_encoder_path() if path is None else path)
 
 

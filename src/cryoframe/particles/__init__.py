@@ -1,5 +1,6 @@
 """2D particle images (tasks layer): stacks from MRCS + RELION STAR, preparation for the
-particle encoder, feature extraction, CryoRanker quality ranking and pose clustering."""
+particle encoder, feature extraction, CryoRanker quality ranking and pose clustering.
+"""
 
 from cryoframe.particles.cluster import cluster_star, kmeans_pp, knn_split_accuracy
 from cryoframe.particles.embed import embed_images, embed_star

@@ -1,5 +1,6 @@
 """Pose clustering and k-NN evaluation on particle features (003: k-means++ in feature space,
-k-NN score eq. 1 with k = 1)."""
+k-NN score eq. 1 with k = 1).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from cryoframe._errors import InputError
-from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS
+from cryoframe.io.star import write_particles
+from cryoframe.models.pretrained import load_particle_encoder
+from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS, embed_images
+from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 from cryoframe.tasks.cluster import kmeans_pp
 from cryoframe.train.knn_monitor import knn_accuracy
 
@@ -81,10 +85,6 @@ def cluster_star(star: str | Path, n_clusters: int, out: str | Path | None = Non
     """
     import torch
 
-    from cryoframe.io.star import write_particles
-    from cryoframe.models.pretrained import load_particle_encoder
-    from cryoframe.particles.embed import embed_images
-    from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
     model = load_particle_encoder(weights)
     table = read_particle_table(star)

@@ -14,8 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from cryoframe._atomic import atomic_path, atomic_write_text
 from cryoframe._errors import InputError
+from cryoframe.geometry.transforms import rotate_images
 from cryoframe.models.pretrained import SHIPPED_PARTICLE, load_particle_encoder, shipped_path
+from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
 __all__ = ["embed_images", "embed_star", "DEFAULT_IN_PLANE_ROTATIONS"]
 
@@ -56,7 +59,6 @@ def embed_images(model: nn.Module, images: torch.Tensor, batch_size: int = 512,
     """
     import math
 
-    from cryoframe.geometry.transforms import rotate_images
 
     if int(in_plane_rotations) < 1:
         raise InputError(f"in_plane_rotations = {in_plane_rotations}", field="in_plane_rotations",
@@ -96,8 +98,6 @@ def embed_star(star: str | Path, out: str | Path, weights: str | Path | None = N
     """
     import json
 
-    from cryoframe._atomic import atomic_path, atomic_write_text
-    from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
     model = load_particle_encoder(weights)
     table = read_particle_table(star)

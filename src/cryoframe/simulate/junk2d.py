@@ -31,6 +31,8 @@ import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.fourier.filters import fourier_crop
+from cryoframe.geometry.rotations import random_rotations
 from cryoframe.simulate.noise import combine_signal_noise
 from cryoframe.simulate.particles2d import (
     ParticleSimConfig,
@@ -126,9 +128,6 @@ def simulate_junk_set(
     -------
     JunkSet
     """
-    from cryoframe.fourier.filters import fourier_crop
-    from cryoframe.geometry.rotations import random_rotations
-
     cfg = config or ParticleSimConfig()
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     bad = [k for k in kinds if k not in KINDS]

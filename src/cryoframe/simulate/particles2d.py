@@ -41,12 +41,20 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
+from cryoframe.data import MAPS_10A, STRUCTURES, map_path
+from cryoframe.fourier.ctf import ctf_2d
+from cryoframe.fourier.filters import fourier_crop
+from cryoframe.geometry.rotations import random_rotations
+from cryoframe.geometry.transforms import rotate_volumes, shift_images_fourier
+from cryoframe.io.mrc import read_mrc, write_mrc
+from cryoframe.io.star import ParticleTable, particles_with_poses, write_particles
+from cryoframe.simulate.density import load_density as density_from_source
 from cryoframe.simulate.noise import combine_signal_noise
 
 __all__ = [
     "ParticleSimConfig",
     "SimulatedParticles",
-    "load_density",
+    "read_density_volume",
     "longest_diameter_angstrom",
     "centre_density",
     "project_volume",
@@ -62,7 +70,7 @@ __all__ = [
 # densities
 
 
-def load_density(source: str | Path) -> tuple[np.ndarray, float]:
+def read_density_volume(source: str | Path) -> tuple[np.ndarray, float]:
     """Read a density: a bundled map ID (``"1BXN"``), an MRC path (``.gz`` allowed), or a bundled
     structure ID / PDB / mmCIF file (``"7P6Z"``), whose 10 Å density is computed from the atoms by
     :func:`cryoframe.simulate.density.load_density`.
@@ -74,13 +82,9 @@ def load_density(source: str | Path) -> tuple[np.ndarray, float]:
     voxel_size_angstrom : float
         Voxel size in Å.
     """
-    from cryoframe.data import MAPS_10A, STRUCTURES, map_path
-    from cryoframe.io.mrc import read_mrc
-
     src = str(source)
     if (src.upper() in STRUCTURES and src.upper() not in MAPS_10A) or src.lower().endswith(
             (".pdb", ".cif", ".pdb.gz", ".cif.gz", ".ent", ".mmcif")):
-        from cryoframe.simulate.density import load_density as density_from_source
 
         dm = density_from_source(src)
         return np.asarray(dm.data, dtype=np.float32), float(dm.voxel_size_angstrom)
@@ -237,7 +241,6 @@ def project_volume(
         if box != d or abs(pix - voxel_size_angstrom) > 1e-6:
             raise InputError("real-space projection needs box == d and pixel == voxel size",
                              field="method", expected="method='fourier' for resampling")
-        from cryoframe.geometry.transforms import rotate_volumes, shift_images_fourier
 
         out = []
         for i in range(0, n, batch_size):
@@ -417,7 +420,6 @@ class SimulatedParticles:
 
 def _apply_ctf(images: torch.Tensor, pixel_size_angstrom: float, du: torch.Tensor,
                dv: torch.Tensor, ang: torch.Tensor, cfg: ParticleSimConfig) -> torch.Tensor:
-    from cryoframe.fourier.ctf import ctf_2d
 
     b = images.shape[-1]
     ctf = ctf_2d((b, b), pixel_size_angstrom, du, dv, ang, voltage_kv=cfg.voltage_kv,
@@ -461,14 +463,11 @@ def simulate_particles(
     -------
     SimulatedParticles
     """
-    from cryoframe.fourier.filters import fourier_crop
-
     cfg = config or ParticleSimConfig()
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     vol = np.asarray(volume.detach().cpu() if torch.is_tensor(volume) else volume, np.float32)
     n = int(n_particles)
     if rotations is None:
-        from cryoframe.geometry.rotations import random_rotations
 
         rotations = random_rotations(n, generator=gen)
     rotations = torch.as_tensor(rotations, dtype=torch.float32)
@@ -555,7 +554,7 @@ def simulate_particle_stack(
             raise InputError("voxel size needed for an array density", field="voxel_size_angstrom")
         vol, vs = source.astype(np.float32), float(voxel_size_angstrom)
     else:
-        vol, vs = load_density(source)
+        vol, vs = read_density_volume(source)
         if voxel_size_angstrom is not None:
             vs = float(voxel_size_angstrom)
     if centre:
@@ -577,8 +576,6 @@ def write_particle_stack(sim: SimulatedParticles, out_star: str | Path) -> Path:
     """
     import pandas as pd
 
-    from cryoframe.io.mrc import write_mrc
-    from cryoframe.io.star import ParticleTable, particles_with_poses, write_particles
 
     out_star = Path(out_star)
     stack = out_star.with_suffix(".mrcs")

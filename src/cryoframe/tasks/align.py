@@ -27,8 +27,9 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
+from cryoframe.models.heads import rotation_loss
 from cryoframe.tasks.fft_align import AlignResult, FFTAligner
-from cryoframe.train.augment3d import standardize
+from cryoframe.train.augment3d import apply_rigid, random_rigid_transforms, standardize
 
 __all__ = ["finetune_transform_head", "LearnedAligner", "standardize"]
 
@@ -85,9 +86,6 @@ def finetune_transform_head(
     list of float
         Mean loss per epoch.
     """
-    from cryoframe.models.heads import rotation_loss
-    from cryoframe.train.augment3d import apply_rigid, random_rigid_transforms
-
     x = torch.as_tensor(np.asarray(volumes), dtype=torch.float32)
     if x.ndim != 4:
         raise InputError(f"volumes of shape {tuple(x.shape)}", field="volumes",

@@ -38,10 +38,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
 from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.geometry.grids import radial_frequency
-from cryoframe.geometry.rotations import geodesic_distance_deg
+from cryoframe.geometry.rotations import geodesic_distance_deg, random_rotations
 from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
 from cryoframe.tasks.fft_align import AlignResult, FFTAligner, rotate_fourier_mask
 
@@ -174,7 +175,8 @@ class VolumeSource:
     """Particles read in chunks: an in-memory `(N, n, n, n)` array, a ``numpy.memmap``, or any
     object with ``__len__`` and ``get(indices) -> {"clean": Tensor}`` (a CryoEngine store's
     :class:`~cryoframe.train.subtomo_data.StoreSource`), so a large store is averaged without
-    being loaded."""
+    being loaded.
+    """
 
     def __init__(self, particles) -> None:
         self._get = None
@@ -271,7 +273,6 @@ def _initial_reference(src: "VolumeSource", rows, init: str, gen: torch.Generato
 
 
 def _save_checkpoint(path, state: dict) -> None:
-    from cryoframe._atomic import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -466,7 +467,6 @@ def average_subtomograms(
         history[-1]["res_vs_gt_angstrom"] = res_gt
     res_random = None
     if random_pose_control:
-        from cryoframe.geometry.rotations import random_rotations
 
         rand = random_rotations(n_part, generator=torch.Generator().manual_seed(seed + 1))
         ctrl = []

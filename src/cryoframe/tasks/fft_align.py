@@ -35,7 +35,7 @@ from torch import Tensor
 from cryoframe._errors import InputError
 from cryoframe.fourier.wedge import rotate_fourier_mask, wedge_mask
 from cryoframe.geometry.grids import radial_frequency
-from cryoframe.geometry.rotations import axis_angle_to_matrix, so3_grid
+from cryoframe.geometry.rotations import axis_angle_to_matrix, geodesic_distance_deg, so3_grid
 from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
 
 __all__ = ["AlignResult", "FFTAligner", "rotate_fourier_mask", "wedge_mask"]
@@ -138,7 +138,6 @@ class FFTAligner:
         self.chunk = int(chunk)
         grid = so3_grid(self.step_deg)
         if local_range_deg is not None:
-            from cryoframe.geometry.rotations import geodesic_distance_deg
 
             eye = torch.eye(3).expand_as(grid)
             grid = grid[geodesic_distance_deg(grid, eye) <= local_range_deg + self.step_deg / 2]

@@ -27,7 +27,10 @@ from cryoframe._atomic import atomic_write_text
 from cryoframe._config import FrozenConfig, load_config
 from cryoframe._errors import InputError
 from cryoframe._record import write_run_record
+from cryoframe.geometry.transforms import wedge_preserving_rotations
+from cryoframe.models import create_model
 from cryoframe.models.pretrained import save_weights
+from cryoframe.simulate.noise import add_noise
 from cryoframe.train.augment3d import make_nrcl_views, standardize
 from cryoframe.train.checkpoint import (
     load_state,
@@ -41,7 +44,13 @@ from cryoframe.train.distributed import DistInfo, all_reduce_mean, barrier, init
 from cryoframe.train.knn_monitor import KNNMonitor
 from cryoframe.train.nrcl import NRCL
 from cryoframe.train.schedules import scaled_lr, warmup_cosine
-from cryoframe.train.subtomo_data import SubtomoSource, iterate_batches
+from cryoframe.train.subtomo_data import (
+    FastPathSource,
+    StoreSource,
+    SubtomoSource,
+    iterate_batches,
+    pretraining_densities,
+)
 
 __all__ = ["DataConfig", "PretrainConfig", "run_pretrain", "load_pretrain_config",
            "build_source", "save_encoder", "pretrain_throughput"]
@@ -107,8 +116,6 @@ def load_pretrain_config(path: str | Path | None = None, **overrides) -> Pretrai
 
 def build_source(cfg: DataConfig, cache_dir: Path | None = None) -> tuple[SubtomoSource, list[str]]:
     """The configured source and its class names (fast-path densities cached in ``cache_dir``)."""
-    from cryoframe.train.subtomo_data import FastPathSource, StoreSource, pretraining_densities
-
     if cfg.kind == "store":
         if not cfg.store_path:
             raise InputError("data.store_path is required for kind 'store'",
@@ -129,7 +136,8 @@ def build_source(cfg: DataConfig, cache_dir: Path | None = None) -> tuple[Subtom
 
 def save_encoder(path: Path, encoder: torch.nn.Module, meta: dict) -> None:
     """Write ``{"config", "state_dict", "meta"}`` atomically (the pair-encoder format read by
-    :func:`cryoframe.models.pretrained.load_pair_encoder_file`)."""
+    :func:`cryoframe.models.pretrained.load_pair_encoder_file`).
+    """
     save_weights(path, {"config": encoder.config, "state_dict": encoder.state_dict(),
                         "meta": meta})
 
@@ -138,7 +146,6 @@ def _knn_monitor(source: SubtomoSource, cfg: PretrainConfig) -> tuple[KNNMonitor
     n = min(cfg.data.knn_holdout, len(source) // 2)
     if cfg.knn_every == 0 or n < 4:
         return None, []
-    from cryoframe.simulate.noise import add_noise
 
     rows = list(range(len(source) - n, len(source)))
     batch = source.get(rows)
@@ -161,8 +168,6 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path, source: SubtomoSource
     dist_info : DistInfo, optional
         Data-parallel position; default from the ``torchrun`` environment.
     """
-    from cryoframe.models import create_model
-
     out = Path(out_dir)
     info = dist_info or init_distributed()
     if cfg.threads:
@@ -299,8 +304,6 @@ def embed_for_inference(encoder: torch.nn.Module, volumes: torch.Tensor,
     62.5 to 67.4 % at SNR 0.1 and from 51.5 to 56.6 % at SNR 0.03, at 4× the cost. Volumes are
     encoded ``batch_size`` at a time, so memory stays bounded for large B.
     """
-    from cryoframe.geometry.transforms import wedge_preserving_rotations
-
     volumes = torch.as_tensor(volumes)
     out = []
     with torch.no_grad():

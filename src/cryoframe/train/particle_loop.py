@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from cryoframe._atomic import atomic_write_text
 from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
 from cryoframe.data import PARTICLE_PRETRAIN_DENSITIES
@@ -35,8 +36,15 @@ from cryoframe.models.pretrained import (
     save_particle_checkpoint,
 )
 from cryoframe.models.vit2d import VIT2D_CONFIGS, ParticleRanker, ViT2d
+from cryoframe.simulate.junk2d import JUNK_KINDS, simulate_junk_set
 from cryoframe.simulate.noise import combine_signal_noise
-from cryoframe.simulate.particles2d import background_ring_normalise
+from cryoframe.simulate.particles2d import (
+    ParticleSimConfig,
+    background_ring_normalise,
+    centre_density,
+    read_density_volume,
+    simulate_particles,
+)
 from cryoframe.train.augment2d import ParticleAugment, two_views
 from cryoframe.train.checkpoint import load_state, save_state
 from cryoframe.train.losses_margin import cryoranker_loss
@@ -86,18 +94,10 @@ def simulate_pretraining_pool(
     seed : int
         Seed of every draw.
     """
-    from cryoframe.simulate.junk2d import JUNK_KINDS, simulate_junk_set
-    from cryoframe.simulate.particles2d import (
-        ParticleSimConfig,
-        centre_density,
-        load_density,
-        simulate_particles,
-    )
-
     gen = torch.Generator().manual_seed(seed)
     out = []
     for name in densities:
-        vol, vs = load_density(name)
+        vol, vs = read_density_volume(name)
         vol = centre_density(vol)
         cfg = ParticleSimConfig(box_size_px=box_size_px, snr=None)
         sim = simulate_particles(vol, vs, n_per_density, cfg, gen)
@@ -135,12 +135,16 @@ def simulate_ranking_pool(
         `(N,)` index into :data:`cryoframe.simulate.junk2d.KINDS`.
     """
     from cryoframe.simulate.junk2d import simulate_junk_set
-    from cryoframe.simulate.particles2d import ParticleSimConfig, centre_density, load_density
+    from cryoframe.simulate.particles2d import (
+        ParticleSimConfig,
+        centre_density,
+        read_density_volume,
+    )
 
     gen = torch.Generator().manual_seed(seed)
     imgs, scores, kinds = [], [], []
     for name in densities:
-        vol, vs = load_density(name)
+        vol, vs = read_density_volume(name)
         vol = centre_density(vol)
         snr = float(_log_uniform(1, *snr_range, gen))
         cfg = ParticleSimConfig(box_size_px=box_size_px, snr=snr)
@@ -175,7 +179,8 @@ class ParticlePretrainConfig(FrozenConfig):
 
 def _progress(step: int, steps: int, elapsed_s: float, max_minutes: float | None) -> float:
     """Training progress in [0, 1]: the step fraction, or the wall-time fraction if larger, so a
-    time-limited run still warms up, anneals and stops with a finished schedule."""
+    time-limited run still warms up, anneals and stops with a finished schedule.
+    """
     frac = step / max(steps, 1)
     if max_minutes is not None:
         frac = max(frac, elapsed_s / (60.0 * max_minutes))
@@ -383,7 +388,6 @@ def run_pretraining(
     import json
     import platform
 
-    from cryoframe._atomic import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
