@@ -96,6 +96,16 @@ def _slices_png(volumes: list[np.ndarray], titles: list[str], path: Path) -> Pat
     return _savefig(fig, path)
 
 
+def _scale_bar(ax, shape, pixel_angstrom: float, length_angstrom: float) -> None:
+    """Draw a white scale bar of ``length_angstrom`` in the lower left of an image axis."""
+    h, w = shape[-2], shape[-1]
+    n_px = length_angstrom / pixel_angstrom
+    x0, y0 = 0.05 * w, 0.92 * h
+    ax.plot([x0, x0 + n_px], [y0, y0], c="white", lw=3)
+    label = f"{length_angstrom / 10:g} nm" if length_angstrom >= 100 else f"{length_angstrom:g} Å"
+    ax.text(x0, y0 - 0.03 * h, label, color="white", fontsize=8)
+
+
 def _log(console, msg: str) -> None:
     if console is not None:
         console.print(msg)
@@ -157,6 +167,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     t0 = time.perf_counter()
     tomo = simulate_tomogram(dens, tcfg, seed=seed)
     t_tomo = time.perf_counter() - t0
+    _log(console, f"      tomogram reconstructed and subtomograms extracted in {t_tomo:.0f} s")
     ex = tomo.extraction
     _export_subtomograms(ex, out / "subtomograms", DEMO_CLASSES)
     vol = tomo.tomogram.numpy()
@@ -166,9 +177,11 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     ti = tomo.tilt_series.images
     axes[1].imshow(np.asarray(ti[0]), cmap="gray")
     axes[1].set_title(f"tilt image at {float(tomo.tilt_series.tilts_deg[0]):.0f}°")
-    for a in axes:
+    voxel_a = float(dens[0].voxel_size_angstrom)  # the scene is built on the density grid
+    for a, img in zip(axes, [vol[vol.shape[0] // 2], np.asarray(ti[0])]):
         a.set_xticks([])
         a.set_yticks([])
+        _scale_bar(a, img.shape, voxel_a, 500.0)
     png2 = _savefig(fig, out / "tomogram.png")
     sections.append(Section(
         "2. Full CryoEngine path",
@@ -205,6 +218,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     emb_noisy = embed_for_inference(encoder, noisy).numpy()
     t_embed = time.perf_counter() - t0
     embed_rate = 2 * len(labels) / t_embed
+    _log(console, f"      {2 * len(labels)} subtomograms embedded in {t_embed:.0f} s")
     pair_encoder = load_pair_encoder()
 
     # 4. classification + clustering ------------------------------------------------------------
@@ -221,7 +235,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     ari = adjusted_rand_score(labels, cl.labels)
     png3 = plot_clusters(embed_2d(emb_noisy, "pca", seed=seed), cl.labels,
                          out / "clusters.png", title="k-means on embeddings (PCA view)",
-                         true_labels=labels)
+                         true_labels=labels, class_names=DEMO_CLASSES)
     sections.append(Section(
         "3–4. Embedding, classification and clustering",
         [f"{n_per} subtomograms per class at random poses made as the tilt-series path makes "
@@ -252,6 +266,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     ft_loss = finetune_transform_head(pair_encoder, ft_vols, epochs=2 if quick else 4,
                                       particle_mask=wedge_mask((32, 32, 32)), seed=seed)
     t_ft = time.perf_counter() - t0
+    _log(console, f"      transformation head fine-tuned in {t_ft:.0f} s")
     n_pairs = 12 if quick else 32
     pc = torch.zeros(n_pairs, dtype=torch.long)  # 7P6Z: asymmetric
     r0 = random_rotations(n_pairs, generator=gen)
@@ -271,6 +286,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         t0 = time.perf_counter()
         res = aligner.align_to_reference(parts, refs, particle_mask=mask, reference_mask=mask)
         dt = time.perf_counter() - t0
+        _log(console, f"      {name}: {dt:.0f} s")
         rot_err = geodesic_distance_deg(res.rotations.double(), r_rel.double())
         frob = frobenius_distance(res.rotations.double(), r_rel.double())
         tr_err = (res.shifts_zyx_px - t_rel).norm(dim=-1)
@@ -304,20 +320,31 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
                                particle_mask=mask, ground_truth=gt,
                                max_iterations=3 if quick else 6, seed=seed)
     t_avg = time.perf_counter() - t0
+    _log(console, f"      {len(avg.history)} averaging iterations in {t_avg:.0f} s")
     for name, v in [("map", avg.map), ("half1", avg.half1), ("half2", avg.half2)]:
         write_mrc(out / "average" / f"{name}.mrc", v.numpy().astype(np.float32), 10.0)
     freq, curve = fsc(avg.half1, avg.half2)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
     ax.plot(np.asarray(freq) / 10.0, np.asarray(curve), label="half maps")
     if avg.fsc_gt is not None:
         ax.plot(np.asarray(avg.fsc_freq) / 10.0, np.asarray(avg.fsc_gt), label="map vs truth")
+    if avg.fsc_random_pose is not None:
+        ax.plot(np.asarray(avg.fsc_freq) / 10.0, np.asarray(avg.fsc_random_pose), c="gray",
+                label="half maps, random poses (control)")
     ax.axhline(0.143, ls="--", c="gray", lw=0.8)
     ax.axhline(0.5, ls=":", c="gray", lw=0.8)
-    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.text(0.001, 0.153, "0.143 (half maps)", fontsize=7, color="gray")
+    ax.text(0.001, 0.51, "0.5 (vs truth)", fontsize=7, color="gray")
+    ticks_a = [100.0, 60.0, 40.0, 30.0, 25.0, 20.0]
+    ax.set_xticks([1.0 / a for a in ticks_a], [f"{a:g}" for a in ticks_a])
+    ax.set_xlim(0.0, 0.05)
+    ax.set_xlabel("resolution (Å)")
     ax.set_ylabel("FSC")
-    ax.legend()
+    ax.legend(fontsize=7)
     png4 = _savefig(fig, out / "fsc.png")
-    png5 = _slices_png([avg.map.numpy(), gt.numpy()], ["average", "ground truth"],
+    registered = avg.map if avg.map_registered_to_gt is None else avg.map_registered_to_gt
+    png5 = _slices_png([registered.numpy(), gt.numpy()],
+                       ["average (registered onto the truth)", "ground truth"],
                        out / "average.png")
     sections.append(Section(
         "6. Reference-free subtomogram averaging",

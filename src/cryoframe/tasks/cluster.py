@@ -118,8 +118,13 @@ def embed_2d(emb, method: str = "pca", seed: int = 0) -> np.ndarray:
     raise InputError(f"unknown 2D embedding '{method}'", field="method", expected="'pca' or 'umap'")
 
 
-def plot_clusters(coords_2d, labels, path, title: str = "", true_labels=None) -> Path:
-    """Scatter plot of 2D coordinates coloured by cluster (marker by true class if given); PNG."""
+def plot_clusters(coords_2d, labels, path, title: str = "", true_labels=None,
+                  class_names=None) -> Path:
+    """Scatter plot of 2D coordinates, one categorical colour per cluster; PNG.
+
+    With ``true_labels`` the marker shows the true class, named by ``class_names`` (index →
+    name) where given; the legend lists the clusters (colours) and the classes (markers).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -127,19 +132,24 @@ def plot_clusters(coords_2d, labels, path, title: str = "", true_labels=None) ->
 
     xy = np.asarray(coords_2d)
     labels = np.asarray(labels)
-    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=120)
+    fig, ax = plt.subplots(figsize=(5.6, 4.5), dpi=120)
     markers = "os^vD<>ph*"
-    if true_labels is None:
-        sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=6)
-    else:
-        true_labels = np.asarray(true_labels)
-        for j, t in enumerate(np.unique(true_labels)):
-            sel = true_labels == t
-            sc = ax.scatter(xy[sel, 0], xy[sel, 1], c=labels[sel], cmap="tab10", s=8,
-                            vmin=labels.min(), vmax=max(labels.max(), 1),
-                            marker=markers[j % len(markers)], label=f"class {t}")
-        ax.legend(fontsize=7, markerscale=1.5)
-    fig.colorbar(sc, ax=ax, label="cluster")
+    colours = plt.get_cmap("tab10").colors
+    true = np.zeros(len(labels), int) if true_labels is None else np.asarray(true_labels)
+    classes = np.unique(true)
+    for j, t in enumerate(classes):
+        for c in np.unique(labels):
+            sel = (true == t) & (labels == c)
+            ax.scatter(xy[sel, 0], xy[sel, 1], color=colours[int(c) % len(colours)], s=8,
+                       marker=markers[j % len(markers)])
+    handles = [plt.Line2D([], [], ls="", marker="o", color=colours[int(c) % len(colours)],
+                          label=f"cluster {int(c) + 1}") for c in np.unique(labels)]
+    if true_labels is not None:
+        names = [str(class_names[int(t)]) if class_names is not None else f"class {t}"
+                 for t in classes]
+        handles += [plt.Line2D([], [], ls="", marker=markers[j % len(markers)], color="k",
+                               label=n) for j, n in enumerate(names)]
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.set_title(title or f"{labels.max() + 1} clusters")
     ax.set_xlabel("component 1")
     ax.set_ylabel("component 2")
