@@ -150,6 +150,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("not a training run folder", file=run,
                              expected="run.json and checkpoint.pt from 'cryoframe hetero train'")
         rec = json.loads(rec_path.read_text())
+        rec = rec.get("config", rec)  # the run record keeps the options under "config"
         data = load_dataset(rec["dataset"])
         tmpl = load_template(rec["template"], rec["chain"], data.imaging.voltage_kv)
         graph = build_backbone_graph(tmpl.backbone_zyx_angstrom, tmpl.residue_names)
