@@ -15,37 +15,38 @@ from cryoframe.recon.refine import read_particle_set_any
 console = Console()
 
 
+def abinitio(
+    star: Path = typer.Argument(..., help="2D particle STAR (poses ignored)."),
+    out: Path = typer.Option(..., "--out", help="Output folder (initial_model.mrc)."),
+    subset_size: int = typer.Option(2000, "--subset-size", min=10),
+    n_rounds: int = typer.Option(16, "--rounds", min=1),
+    start_resolution: float = typer.Option(None, "--start-resolution-angstrom",
+                                           help="Default: 5 Fourier shells."),
+    end_resolution: float = typer.Option(None, "--end-resolution-angstrom"),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(None, "--threads", help="torch threads."),
+) -> None:
+    """Frequency-marching global pose search from a blob over random mini-batches; the
+    model seeds `cryoframe refine` (its hand is undetermined).
+    """
+    import torch
+
+
+    if threads:
+        torch.set_num_threads(threads)
+    ps, _ = read_particle_set_any(star, seed)
+    cfg = AbinitioConfig(subset_size=subset_size, n_rounds=n_rounds,
+                         start_resolution_angstrom=start_resolution,
+                         end_resolution_angstrom=end_resolution, seed=seed)
+    res = abinitio_particles(ps, cfg, log=console.print)
+    out.mkdir(parents=True, exist_ok=True)
+    write_mrc(out / "initial_model.mrc", res.volume.numpy(), ps.pixel_size_angstrom)
+    write_run_record(out / "abinitio.json", "abinitio", {"star": str(star), **cfg.__dict__},
+                     history=res.history)
+    console.print(f"initial model from {len(res.rows)} particles in {res.seconds:.0f} s: "
+                  f"wrote {out}/initial_model.mrc")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``abinitio`` command."""
-
-    @app.command("abinitio")
-    def abinitio(
-        star: Path = typer.Argument(..., help="2D particle STAR (poses ignored)."),
-        out: Path = typer.Option(..., "--out", help="Output folder (initial_model.mrc)."),
-        subset_size: int = typer.Option(2000, "--subset-size", min=10),
-        n_rounds: int = typer.Option(16, "--rounds", min=1),
-        start_resolution: float = typer.Option(None, "--start-resolution-angstrom",
-                                               help="Default: 5 Fourier shells."),
-        end_resolution: float = typer.Option(None, "--end-resolution-angstrom"),
-        seed: int = typer.Option(0, "--seed"),
-        threads: int = typer.Option(None, "--threads", help="torch threads."),
-    ) -> None:
-        """Frequency-marching global pose search from a blob over random mini-batches; the
-        model seeds `cryoframe refine` (its hand is undetermined).
-        """
-        import torch
-
-
-        if threads:
-            torch.set_num_threads(threads)
-        ps, _ = read_particle_set_any(star, seed)
-        cfg = AbinitioConfig(subset_size=subset_size, n_rounds=n_rounds,
-                             start_resolution_angstrom=start_resolution,
-                             end_resolution_angstrom=end_resolution, seed=seed)
-        res = abinitio_particles(ps, cfg, log=console.print)
-        out.mkdir(parents=True, exist_ok=True)
-        write_mrc(out / "initial_model.mrc", res.volume.numpy(), ps.pixel_size_angstrom)
-        write_run_record(out / "abinitio.json", "abinitio", {"star": str(star), **cfg.__dict__},
-                         history=res.history)
-        console.print(f"initial model from {len(res.rows)} particles in {res.seconds:.0f} s: "
-                      f"wrote {out}/initial_model.mrc")
+    app.command("abinitio")(abinitio)

@@ -80,23 +80,24 @@ def convert_table(
     return len(canon), None
 
 
+def convert(
+    src: Path = typer.Argument(..., help="Input table: RELION .star or Dynamo .tbl."),
+    dst: Path = typer.Argument(..., help="Output table: .tbl or .star (the other format)."),
+    pixel_size: float | None = typer.Option(
+        None, "--pixel-size", help="Å per pixel of the coordinates (tomogram/tilt-series "
+        "pixels). Default: rlnTomoTiltSeriesPixelSize of the STAR, or apix of the tbl."),
+    tomograms: Path | None = typer.Option(
+        None, "--tomograms", help="Dynamo volume list (.doc: 'index name' lines) naming the "
+        "tomograms of a .tbl; default <IN>.doc when it exists."),
+) -> None:
+    """Convert a subtomogram table between RELION STAR and Dynamo tbl (poses via matrices)."""
+    from rich.console import Console
+
+    n, doc = convert_table(src, dst, pixel_size, tomograms)
+    extra = f" and volume list {doc}" if doc is not None else ""
+    Console().print(f"wrote {n} particles to {dst}{extra}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``convert`` command."""
-
-    @app.command("convert")
-    def convert(
-        src: Path = typer.Argument(..., help="Input table: RELION .star or Dynamo .tbl."),
-        dst: Path = typer.Argument(..., help="Output table: .tbl or .star (the other format)."),
-        pixel_size: float | None = typer.Option(
-            None, "--pixel-size", help="Å per pixel of the coordinates (tomogram/tilt-series "
-            "pixels). Default: rlnTomoTiltSeriesPixelSize of the STAR, or apix of the tbl."),
-        tomograms: Path | None = typer.Option(
-            None, "--tomograms", help="Dynamo volume list (.doc: 'index name' lines) naming the "
-            "tomograms of a .tbl; default <IN>.doc when it exists."),
-    ) -> None:
-        """Convert a subtomogram table between RELION STAR and Dynamo tbl (poses via matrices)."""
-        from rich.console import Console
-
-        n, doc = convert_table(src, dst, pixel_size, tomograms)
-        extra = f" and volume list {doc}" if doc is not None else ""
-        Console().print(f"wrote {n} particles to {dst}{extra}")
+    app.command("convert")(convert)

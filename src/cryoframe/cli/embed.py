@@ -211,27 +211,28 @@ def embed_input(path: Path, weights: Path | None = None, batch_size: int = 64, *
             return {k: z[k] for k in z.files}
 
 
+def embed(
+    input: Path = typer.Argument(..., help="Store folder, STAR file or MRC volume."),
+    out: Path = typer.Option(Path("embeddings.npz"), "--out", help="Output .npz file."),
+    weights: Path = typer.Option(None, "--weights", help="Encoder weights (default: shipped)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Volumes per batch."),
+    pixel_size_angstrom: float = typer.Option(
+        None, "--pixel-size", help="Voxel size of the input (Å); default from the files."),
+    class_number: int = typer.Option(None, "--class", help="STAR: only rows of this class."),
+    class_column: str = typer.Option("rlnClassNumber", "--class-column"),
+) -> None:
+    """Write embeddings of subtomograms to an .npz file."""
+    from rich.console import Console
+
+    if not input.exists():
+        raise InputError("input not found", file=input)
+    console = Console()
+    res = embed_to_file(input, out, weights, batch_size, pixel_size_angstrom,
+                        class_number, class_column, log=console.print)
+    console.print(f"wrote {res['n']} embeddings of dimension {res['dim']} to {out} "
+                  f"(input {res['voxel_size_angstrom']:g} Å/voxel)")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``embed`` command."""
-
-    @app.command("embed")
-    def embed(
-        input: Path = typer.Argument(..., help="Store folder, STAR file or MRC volume."),
-        out: Path = typer.Option(Path("embeddings.npz"), "--out", help="Output .npz file."),
-        weights: Path = typer.Option(None, "--weights", help="Encoder weights (default: shipped)."),
-        batch_size: int = typer.Option(64, "--batch-size", help="Volumes per batch."),
-        pixel_size_angstrom: float = typer.Option(
-            None, "--pixel-size", help="Voxel size of the input (Å); default from the files."),
-        class_number: int = typer.Option(None, "--class", help="STAR: only rows of this class."),
-        class_column: str = typer.Option("rlnClassNumber", "--class-column"),
-    ) -> None:
-        """Write embeddings of subtomograms to an .npz file."""
-        from rich.console import Console
-
-        if not input.exists():
-            raise InputError("input not found", file=input)
-        console = Console()
-        res = embed_to_file(input, out, weights, batch_size, pixel_size_angstrom,
-                            class_number, class_column, log=console.print)
-        console.print(f"wrote {res['n']} embeddings of dimension {res['dim']} to {out} "
-                      f"(input {res['voxel_size_angstrom']:g} Å/voxel)")
+    app.command("embed")(embed)

@@ -124,50 +124,51 @@ def run_fsc(
     return out
 
 
+def fsc_command(
+    half1: Path = typer.Argument(..., help="First half map (MRC)."),
+    half2: Path = typer.Argument(..., help="Second half map (MRC)."),
+    threshold: float = typer.Option(0.143, "--threshold", help="FSC threshold."),
+    mask: Path = typer.Option(None, "--mask", help="Mask (MRC) applied to both maps."),
+    angpix: float = typer.Option(None, "--angpix", help="Override the voxel size (Å)."),
+    cfar_flag: bool = typer.Option(False, "--cfar", help="Also report cFAR."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    out: Path = typer.Option(None, "--out", help="Write the FSC curve as a PNG."),
+    invert_reference: bool = typer.Option(
+        False, "--invert-reference", help="Negate the second map (no detection)."),
+    auto_contrast: bool = typer.Option(
+        True, "--auto-contrast/--no-auto-contrast",
+        help="Negate the second map when the maps have opposite contrast."),
+) -> None:
+    """FSC between two half maps and the resolution at a threshold, in Å."""
+    import numpy as np
+
+    result = run_fsc(half1, half2, threshold, mask, angpix, cfar_flag, invert_reference,
+                     auto_contrast)
+    if out is not None:
+        _plot(out, result["freq_per_angstrom"], result["fsc"], threshold,
+              result["resolution_angstrom"], not result["nyquist_limited"],
+              f"{half1.name} vs {half2.name}")
+        result["plot"] = str(out)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    res = result["resolution_angstrom"]
+    if not np.isfinite(res):
+        line = f"FSC is below {threshold:g} from the lowest frequency on: no resolution"
+    elif result["nyquist_limited"]:
+        line = (f"FSC stays above {threshold:g} up to Nyquist: resolution ≤ {res:.2f} Å "
+                f"(Nyquist-limited, pixel {result['pixel_size_angstrom']:.3f} Å)")
+    else:
+        line = f"resolution at FSC = {threshold:g}: {res:.2f} Å"
+    if "cfar" in result:
+        line += f"; cFAR = {result['cfar']:.3f}"
+    line += f" (second map sign {result['sign_of_half2']:+d})"
+    typer.echo(result["contrast"])
+    typer.echo(line)
+    if out is not None:
+        typer.echo(f"wrote {out}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``fsc`` command."""
-
-    @app.command("fsc")
-    def fsc_command(
-        half1: Path = typer.Argument(..., help="First half map (MRC)."),
-        half2: Path = typer.Argument(..., help="Second half map (MRC)."),
-        threshold: float = typer.Option(0.143, "--threshold", help="FSC threshold."),
-        mask: Path = typer.Option(None, "--mask", help="Mask (MRC) applied to both maps."),
-        angpix: float = typer.Option(None, "--angpix", help="Override the voxel size (Å)."),
-        cfar_flag: bool = typer.Option(False, "--cfar", help="Also report cFAR."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-        out: Path = typer.Option(None, "--out", help="Write the FSC curve as a PNG."),
-        invert_reference: bool = typer.Option(
-            False, "--invert-reference", help="Negate the second map (no detection)."),
-        auto_contrast: bool = typer.Option(
-            True, "--auto-contrast/--no-auto-contrast",
-            help="Negate the second map when the maps have opposite contrast."),
-    ) -> None:
-        """FSC between two half maps and the resolution at a threshold, in Å."""
-        import numpy as np
-
-        result = run_fsc(half1, half2, threshold, mask, angpix, cfar_flag, invert_reference,
-                         auto_contrast)
-        if out is not None:
-            _plot(out, result["freq_per_angstrom"], result["fsc"], threshold,
-                  result["resolution_angstrom"], not result["nyquist_limited"],
-                  f"{half1.name} vs {half2.name}")
-            result["plot"] = str(out)
-        if as_json:
-            typer.echo(json.dumps(result))
-            return
-        res = result["resolution_angstrom"]
-        if not np.isfinite(res):
-            line = f"FSC is below {threshold:g} from the lowest frequency on: no resolution"
-        elif result["nyquist_limited"]:
-            line = (f"FSC stays above {threshold:g} up to Nyquist: resolution ≤ {res:.2f} Å "
-                    f"(Nyquist-limited, pixel {result['pixel_size_angstrom']:.3f} Å)")
-        else:
-            line = f"resolution at FSC = {threshold:g}: {res:.2f} Å"
-        if "cfar" in result:
-            line += f"; cFAR = {result['cfar']:.3f}"
-        line += f" (second map sign {result['sign_of_half2']:+d})"
-        typer.echo(result["contrast"])
-        typer.echo(line)
-        if out is not None:
-            typer.echo(f"wrote {out}")
+    app.command("fsc")(fsc_command)

@@ -35,156 +35,160 @@ def _write_record(out: Path, name: str, payload: dict) -> None:
     write_run_record(out / name, f"hetero {Path(name).stem}", payload)
 
 
+def simulate(
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
+    trajectory: str = typer.Option("adk_dims", help="Bundled trajectory: adk_dims, adk_dims2."),
+    topology_file: Path = typer.Option(None, "--topology", help="Own topology (PSF/PDB)."),
+    trajectory_file: Path = typer.Option(None, "--trajectory-file",
+                                         help="Own trajectory (DCD/XTC); none: multi-model."),
+    template: str = typer.Option("1AKE", help="Template: bundled ID or PDB/mmCIF path."),
+    chain: str = typer.Option("A", help="Template chain."),
+    n_per_conformation: int = typer.Option(10, help="Images per conformation."),
+    stride: int = typer.Option(1, help="Use every stride-th frame of the trajectory."),
+    box_px: int = typer.Option(64, help="Image size (px)."),
+    pixel_size_angstrom: float = typer.Option(2.0, "--pixel-size", help="Pixel size (Å)."),
+    dose: float = typer.Option(100.0, help="Dose (e/Å²) setting the shot noise."),
+    snr: float = typer.Option(None, help="Target SNR instead of the dose."),
+    defocus_um: float = typer.Option(2.0, help="Mean defocus (µm, underfocus)."),
+    defocus_spread_um: float = typer.Option(0.5, help="Half-width of the defocus spread (µm)."),
+    seed: int = typer.Option(0, help="Seed of poses, defoci and noise."),
+) -> None:
+    """Simulate all-atom images (CTF + noise) of every frame of an ensemble."""
+    from rich.progress import Progress
+
+    from cryoframe.hetero.ensemble import load_ensemble, load_template
+
+    console = Console()
+    tmpl = load_template(_template_path(template), chain)
+    if topology_file is not None:
+        top, trj = topology_file, trajectory_file
+    else:
+        top, trj = trajectory_paths(trajectory)
+    ens = load_ensemble(top, trj, tmpl, stride=stride)
+    cfg = ImagingConfig(box_px=box_px, pixel_size_angstrom=pixel_size_angstrom,
+                        dose_e_per_angstrom2=dose, snr=snr,
+                        defocus_mean_angstrom=defocus_um * 1e4,
+                        defocus_halfwidth_angstrom=defocus_spread_um * 1e4)
+    total = ens.n_conformations * n_per_conformation
+    with Progress(transient=True) as bar:
+        task = bar.add_task("simulating", total=total)
+        data = simulate_images(ens, n_per_conformation, cfg, seed=seed,
+                               progress=lambda k: bar.update(task, completed=k))
+    save_dataset(out, data, ens)
+    _write_record(out, "simulate.json", {"template": str(_template_path(template)),
+                                         "chain": chain, "source": ens.source, "seed": seed})
+    console.print(f"wrote {total} images of {ens.n_conformations} conformations to {out} "
+                  f"(SNR {data.snr:.3f}, noise std {data.noise_std:.4f})")
+
+
+def train(
+    dataset: Path = typer.Argument(..., help="Dataset folder (particles.star + .mrcs)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, results)."),
+    template: str = typer.Option("1AKE", help="Template: bundled ID or PDB/mmCIF path."),
+    chain: str = typer.Option("A", help="Template chain."),
+    decoder: str = typer.Option("gnn", help="gnn or mlp."),
+    poses: str = typer.Option("known", help="known (from the STAR file) or esl."),
+    no_r2: bool = typer.Option(False, "--no-r2", help="Switch off the R2 regulariser."),
+    epochs: int = typer.Option(100, help="Epochs."),
+    batch_size: int = typer.Option(64, help="Mini-batch size."),
+    grid_step_deg: float = typer.Option(10.0, help="ESL SO(3) grid step (degrees)."),
+    seed: int = typer.Option(0, help="Seed of initialisation and batching."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from out/checkpoint.pt."),
+) -> None:
+    """Fit the autodecoder (GCN or MLP) to the images, with known or ESL-estimated poses."""
+    from cryoframe.hetero.dataset import load_dataset
+    from cryoframe.hetero.ensemble import load_template
+    from cryoframe.hetero.graph import build_backbone_graph
+    from cryoframe.hetero.rmsd import kabsch_rmsd
+
+    console = Console()
+    data = load_dataset(dataset)
+    tmpl = load_template(_template_path(template), chain, data.imaging.voltage_kv)
+    graph = build_backbone_graph(tmpl.backbone_zyx_angstrom, tmpl.residue_names)
+    cfg = TrainConfig(decoder=decoder, poses=poses, use_r2=not no_r2, epochs=epochs,
+                      batch_size=batch_size, seed=seed, esl_grid_step_deg=grid_step_deg)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_record(out, "run.json", {"dataset": str(dataset.resolve()),
+                                    "template": str(_template_path(template)),
+                                    "chain": chain, "train": cfg.model_dump()})
+    truth = data.per_image_truth()
+    res = train_autodecoder(data.images, data.defocus_angstrom, data.noise_std, data.imaging,
+                            tmpl, graph, cfg, rotations=data.rotations,
+                            ground_truth_ca=truth, out_dir=out, resume=resume)
+    line = f"trained {cfg.decoder} ({res.n_weights} weights) in {res.wall_s:.0f} s"
+    if truth is not None:
+        start = kabsch_rmsd(
+            torch_template(tmpl)[None].expand(truth.shape[0], -1, -1), truth).mean()
+        line += (f"; mean C-alpha RMSD {float(res.rmsd_angstrom.mean()):.2f} Å "
+                 f"(template {float(start):.2f} Å)")
+    console.print(line)
+    console.print(f"checkpoint: {out / 'checkpoint.pt'}; run 'cryoframe hetero evaluate {out}'")
+
+
+def evaluate(
+    run: Path = typer.Argument(..., help="Run folder written by 'hetero train'."),
+    n_models: int = typer.Option(20, help="Models in the PDB (along latent PC1)."),
+) -> None:
+    """Write predicted models (multi-model PDB), latent plot, RMSD histogram, per-image STAR."""
+    import torch
+
+    from cryoframe.hetero.dataset import load_dataset
+    from cryoframe.hetero.ensemble import load_template
+    from cryoframe.hetero.graph import build_backbone_graph
+    from cryoframe.hetero.rmsd import kabsch_rmsd
+
+    console = Console()
+    rec_path, ckpt_path = run / "run.json", run / "checkpoint.pt"
+    if not rec_path.exists() or not ckpt_path.exists():
+        raise InputError("not a training run folder", file=run,
+                         expected="run.json and checkpoint.pt from 'cryoframe hetero train'")
+    rec = json.loads(rec_path.read_text())
+    rec = rec.get("config", rec)  # the run record keeps the options under "config"
+    data = load_dataset(rec["dataset"])
+    tmpl = load_template(rec["template"], rec["chain"], data.imaging.voltage_kv)
+    graph = build_backbone_graph(tmpl.backbone_zyx_angstrom, tmpl.residue_names)
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    cfg = state["config"]
+    dec = make_decoder(cfg["decoder"], torch_template(tmpl), graph.edge_index,
+                       cfg["latent_dim"])
+    load_decoder_state(dec, state, ckpt_path)
+    lat = LatentTable(len(data.images), cfg["latent_dim"])
+    lat.load_state_dict(state["latents"])
+    pred = predict_conformations(dec, lat)
+    z = lat.table.weight.detach()
+    picks = pick_models_along_pc1(z, n_models)
+    write_ca_models_pdb(run / "models.pdb", pred[picks].numpy(), tmpl.residue_numbers,
+                        tmpl.residue_names)
+    truth = data.per_image_truth()
+    rmsd = None
+    if truth is not None:
+        rmsd = kabsch_rmsd(pred, truth).numpy()
+        start = kabsch_rmsd(torch_template(tmpl)[None].expand(truth.shape[0], -1, -1), truth)
+        plot_rmsd_histogram(run / "rmsd_histogram.png",
+                            {"template": start.numpy(), "prediction": rmsd})
+    plot_latents(run / "latents.png", z,
+                 None if data.conformation is None else data.conformation.numpy(),
+                 "true conformation index")
+    rotations = None
+    if cfg["poses"] == "esl" and state.get("support") is not None:
+
+        rotations = so3_grid(cfg["esl_grid_step_deg"])[state["support"][:, 0]]
+    write_results_star(run / "particles_hetero.star", data.table, z, rotations, rmsd)
+    msg = f"wrote models.pdb ({len(picks)} models), latents.png, particles_hetero.star"
+    if rmsd is not None:
+        msg += f", rmsd_histogram.png; mean C-alpha RMSD {rmsd.mean():.2f} Å"
+    console.print(msg)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``hetero`` command group."""
     hetero = typer.Typer(help="Heterogeneous atomic reconstruction with a protein GNN "
                               "(simulate images of an ensemble, train, evaluate).",
                          no_args_is_help=True)
 
-    @hetero.command("simulate")
-    def simulate(
-        out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
-        trajectory: str = typer.Option("adk_dims", help="Bundled trajectory: adk_dims, adk_dims2."),
-        topology_file: Path = typer.Option(None, "--topology", help="Own topology (PSF/PDB)."),
-        trajectory_file: Path = typer.Option(None, "--trajectory-file",
-                                             help="Own trajectory (DCD/XTC); none: multi-model."),
-        template: str = typer.Option("1AKE", help="Template: bundled ID or PDB/mmCIF path."),
-        chain: str = typer.Option("A", help="Template chain."),
-        n_per_conformation: int = typer.Option(10, help="Images per conformation."),
-        stride: int = typer.Option(1, help="Use every stride-th frame of the trajectory."),
-        box_px: int = typer.Option(64, help="Image size (px)."),
-        pixel_size_angstrom: float = typer.Option(2.0, "--pixel-size", help="Pixel size (Å)."),
-        dose: float = typer.Option(100.0, help="Dose (e/Å²) setting the shot noise."),
-        snr: float = typer.Option(None, help="Target SNR instead of the dose."),
-        defocus_um: float = typer.Option(2.0, help="Mean defocus (µm, underfocus)."),
-        defocus_spread_um: float = typer.Option(0.5, help="Half-width of the defocus spread (µm)."),
-        seed: int = typer.Option(0, help="Seed of poses, defoci and noise."),
-    ) -> None:
-        """Simulate all-atom images (CTF + noise) of every frame of an ensemble."""
-        from rich.progress import Progress
-
-        from cryoframe.hetero.ensemble import load_ensemble, load_template
-
-        console = Console()
-        tmpl = load_template(_template_path(template), chain)
-        if topology_file is not None:
-            top, trj = topology_file, trajectory_file
-        else:
-            top, trj = trajectory_paths(trajectory)
-        ens = load_ensemble(top, trj, tmpl, stride=stride)
-        cfg = ImagingConfig(box_px=box_px, pixel_size_angstrom=pixel_size_angstrom,
-                            dose_e_per_angstrom2=dose, snr=snr,
-                            defocus_mean_angstrom=defocus_um * 1e4,
-                            defocus_halfwidth_angstrom=defocus_spread_um * 1e4)
-        total = ens.n_conformations * n_per_conformation
-        with Progress(transient=True) as bar:
-            task = bar.add_task("simulating", total=total)
-            data = simulate_images(ens, n_per_conformation, cfg, seed=seed,
-                                   progress=lambda k: bar.update(task, completed=k))
-        save_dataset(out, data, ens)
-        _write_record(out, "simulate.json", {"template": str(_template_path(template)),
-                                             "chain": chain, "source": ens.source, "seed": seed})
-        console.print(f"wrote {total} images of {ens.n_conformations} conformations to {out} "
-                      f"(SNR {data.snr:.3f}, noise std {data.noise_std:.4f})")
-
-    @hetero.command("train")
-    def train(
-        dataset: Path = typer.Argument(..., help="Dataset folder (particles.star + .mrcs)."),
-        out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, results)."),
-        template: str = typer.Option("1AKE", help="Template: bundled ID or PDB/mmCIF path."),
-        chain: str = typer.Option("A", help="Template chain."),
-        decoder: str = typer.Option("gnn", help="gnn or mlp."),
-        poses: str = typer.Option("known", help="known (from the STAR file) or esl."),
-        no_r2: bool = typer.Option(False, "--no-r2", help="Switch off the R2 regulariser."),
-        epochs: int = typer.Option(100, help="Epochs."),
-        batch_size: int = typer.Option(64, help="Mini-batch size."),
-        grid_step_deg: float = typer.Option(10.0, help="ESL SO(3) grid step (degrees)."),
-        seed: int = typer.Option(0, help="Seed of initialisation and batching."),
-        resume: bool = typer.Option(False, "--resume", help="Continue from out/checkpoint.pt."),
-    ) -> None:
-        """Fit the autodecoder (GCN or MLP) to the images, with known or ESL-estimated poses."""
-        from cryoframe.hetero.dataset import load_dataset
-        from cryoframe.hetero.ensemble import load_template
-        from cryoframe.hetero.graph import build_backbone_graph
-        from cryoframe.hetero.rmsd import kabsch_rmsd
-
-        console = Console()
-        data = load_dataset(dataset)
-        tmpl = load_template(_template_path(template), chain, data.imaging.voltage_kv)
-        graph = build_backbone_graph(tmpl.backbone_zyx_angstrom, tmpl.residue_names)
-        cfg = TrainConfig(decoder=decoder, poses=poses, use_r2=not no_r2, epochs=epochs,
-                          batch_size=batch_size, seed=seed, esl_grid_step_deg=grid_step_deg)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_record(out, "run.json", {"dataset": str(dataset.resolve()),
-                                        "template": str(_template_path(template)),
-                                        "chain": chain, "train": cfg.model_dump()})
-        truth = data.per_image_truth()
-        res = train_autodecoder(data.images, data.defocus_angstrom, data.noise_std, data.imaging,
-                                tmpl, graph, cfg, rotations=data.rotations,
-                                ground_truth_ca=truth, out_dir=out, resume=resume)
-        line = f"trained {cfg.decoder} ({res.n_weights} weights) in {res.wall_s:.0f} s"
-        if truth is not None:
-            start = kabsch_rmsd(
-                torch_template(tmpl)[None].expand(truth.shape[0], -1, -1), truth).mean()
-            line += (f"; mean C-alpha RMSD {float(res.rmsd_angstrom.mean()):.2f} Å "
-                     f"(template {float(start):.2f} Å)")
-        console.print(line)
-        console.print(f"checkpoint: {out / 'checkpoint.pt'}; run 'cryoframe hetero evaluate {out}'")
-
-    @hetero.command("evaluate")
-    def evaluate(
-        run: Path = typer.Argument(..., help="Run folder written by 'hetero train'."),
-        n_models: int = typer.Option(20, help="Models in the PDB (along latent PC1)."),
-    ) -> None:
-        """Write predicted models (multi-model PDB), latent plot, RMSD histogram, per-image STAR."""
-        import torch
-
-        from cryoframe.hetero.dataset import load_dataset
-        from cryoframe.hetero.ensemble import load_template
-        from cryoframe.hetero.graph import build_backbone_graph
-        from cryoframe.hetero.rmsd import kabsch_rmsd
-
-        console = Console()
-        rec_path, ckpt_path = run / "run.json", run / "checkpoint.pt"
-        if not rec_path.exists() or not ckpt_path.exists():
-            raise InputError("not a training run folder", file=run,
-                             expected="run.json and checkpoint.pt from 'cryoframe hetero train'")
-        rec = json.loads(rec_path.read_text())
-        rec = rec.get("config", rec)  # the run record keeps the options under "config"
-        data = load_dataset(rec["dataset"])
-        tmpl = load_template(rec["template"], rec["chain"], data.imaging.voltage_kv)
-        graph = build_backbone_graph(tmpl.backbone_zyx_angstrom, tmpl.residue_names)
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        cfg = state["config"]
-        dec = make_decoder(cfg["decoder"], torch_template(tmpl), graph.edge_index,
-                           cfg["latent_dim"])
-        load_decoder_state(dec, state, ckpt_path)
-        lat = LatentTable(len(data.images), cfg["latent_dim"])
-        lat.load_state_dict(state["latents"])
-        pred = predict_conformations(dec, lat)
-        z = lat.table.weight.detach()
-        picks = pick_models_along_pc1(z, n_models)
-        write_ca_models_pdb(run / "models.pdb", pred[picks].numpy(), tmpl.residue_numbers,
-                            tmpl.residue_names)
-        truth = data.per_image_truth()
-        rmsd = None
-        if truth is not None:
-            rmsd = kabsch_rmsd(pred, truth).numpy()
-            start = kabsch_rmsd(torch_template(tmpl)[None].expand(truth.shape[0], -1, -1), truth)
-            plot_rmsd_histogram(run / "rmsd_histogram.png",
-                                {"template": start.numpy(), "prediction": rmsd})
-        plot_latents(run / "latents.png", z,
-                     None if data.conformation is None else data.conformation.numpy(),
-                     "true conformation index")
-        rotations = None
-        if cfg["poses"] == "esl" and state.get("support") is not None:
-
-            rotations = so3_grid(cfg["esl_grid_step_deg"])[state["support"][:, 0]]
-        write_results_star(run / "particles_hetero.star", data.table, z, rotations, rmsd)
-        msg = f"wrote models.pdb ({len(picks)} models), latents.png, particles_hetero.star"
-        if rmsd is not None:
-            msg += f", rmsd_histogram.png; mean C-alpha RMSD {rmsd.mean():.2f} Å"
-        console.print(msg)
+    hetero.command("simulate")(simulate)
+    hetero.command("train")(train)
+    hetero.command("evaluate")(evaluate)
 
     app.add_typer(hetero, name="hetero")
 
