@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_run_record
+from cryoframe.cli import _options as opt
 from cryoframe.io.mrc import write_mrc
 from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
 from cryoframe.recon.refine import read_particle_set_any
@@ -23,8 +24,8 @@ def abinitio(
     start_resolution: float = typer.Option(None, "--start-resolution-angstrom",
                                            help="Default: 5 Fourier shells."),
     end_resolution: float = typer.Option(None, "--end-resolution-angstrom"),
-    seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(None, "--threads", help="torch threads."),
+    seed: int = opt.seed(),
+    threads: int = opt.threads(),
 ) -> None:
     """Frequency-marching global pose search from a blob over random mini-batches; the
     model seeds `cryoframe refine` (its hand is undetermined).

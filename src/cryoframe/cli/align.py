@@ -9,6 +9,7 @@ from rich.console import Console
 
 from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli import _options as opt
 from cryoframe.cli._subtomos import (
     contrast_signs,
     load_subtomograms,
@@ -27,23 +28,22 @@ def align(
     reference: Path = typer.Option(..., "--reference", help="Reference map (MRC), same box."),
     out: Path = typer.Option(..., "--out", help="Output STAR with the poses."),
     aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
-    weights: Path = typer.Option(None, "--weights", help="Pair-encoder checkpoint (learned)."),
+    weights: Path = opt.weights(),
     refine: bool = typer.Option(True, "--refine/--no-refine",
                                 help="Learned: refine by Fourier cross-correlation."),
     step_deg: float = typer.Option(30.0, "--step-deg", help="FFT search: SO(3) grid step."),
     local_range_deg: float = typer.Option(
         None, "--local-range-deg", help="FFT search only within this angle of the identity."),
     max_shift_px: float = typer.Option(None, "--max-shift-px", help="Default box/4."),
-    tilt_min_deg: float = typer.Option(-60.0, "--tilt-min"),
-    tilt_max_deg: float = typer.Option(60.0, "--tilt-max"),
+    tilt_min_deg: float = opt.tilt_min(),
+    tilt_max_deg: float = opt.tilt_max(),
     no_wedge: bool = typer.Option(False, "--no-wedge", help="Data has no missing wedge."),
-    pixel_size_angstrom: float = typer.Option(None, "--pixel-size",
-                                              help="Data voxel size (Å); default: STAR/MRC."),
+    pixel_size_angstrom: float = opt.pixel_size(help="Data voxel size (Å); default: STAR/MRC."),
     reference_pixel_size: float = typer.Option(
         None, "--reference-pixel-size", help="Reference voxel size (Å); default: header."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    class_number: int = typer.Option(None, "--class", help="Only rows of this class."),
-    class_column: str = typer.Option("rlnClassNumber", "--class-column"),
+    batch_size: int = opt.batch_size(64),
+    class_number: int = opt.class_number(),
+    class_column: str = opt.class_column(),
     invert_reference: bool = typer.Option(False, "--invert-reference",
                                           help="Negate the reference (no detection)."),
     invert_data: bool = typer.Option(False, "--invert-data",

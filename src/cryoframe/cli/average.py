@@ -10,6 +10,7 @@ from rich.console import Console
 from cryoframe._atomic import atomic_savefig
 from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli import _options as opt
 from cryoframe.cli._subtomos import (
     contrast_signs,
     encoder_from,
@@ -109,19 +110,19 @@ def average(
         "subtomograms)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
-    weights: Path = typer.Option(None, "--weights", help="Pair-encoder checkpoint (learned)."),
+    weights: Path = opt.weights(),
     step_deg: float = typer.Option(30.0, "--step-deg", help="FFT search: SO(3) grid step."),
     max_iterations: int = typer.Option(10, "--max-iterations"),
     max_shift_px: float = typer.Option(None, "--max-shift-px", help="Default box/4."),
     init: str = typer.Option("average", "--init", help="Initial reference: average|particle."),
-    tilt_min_deg: float = typer.Option(-60.0, "--tilt-min"),
-    tilt_max_deg: float = typer.Option(60.0, "--tilt-max"),
+    tilt_min_deg: float = opt.tilt_min(),
+    tilt_max_deg: float = opt.tilt_max(),
     no_wedge: bool = typer.Option(False, "--no-wedge", help="Data has no missing wedge."),
     ground_truth: Path = typer.Option(None, "--ground-truth", help="Known map (FSC 0.5)."),
-    pixel_size_angstrom: float = typer.Option(None, "--pixel-size"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the half-set split."),
-    class_number: int = typer.Option(None, "--class", help="Only rows of this class."),
-    class_column: str = typer.Option("rlnClassNumber", "--class-column"),
+    pixel_size_angstrom: float = opt.pixel_size(),
+    seed: int = opt.seed(help="Seed of the half-set split."),
+    class_number: int = opt.class_number(),
+    class_column: str = opt.class_column(),
     invert_reference: bool = typer.Option(
         False, "--invert-reference", help="Negate the --ground-truth map (no detection)."),
     invert_data: bool = typer.Option(

@@ -11,13 +11,14 @@ from rich.table import Table
 
 from cryoframe.bench import load_suite
 from cryoframe.bench.results import write_results
+from cryoframe.cli import _options as opt
 
 
 def bench(
     suite: str = typer.Argument(..., help="Suite name, e.g. equivariance, throughput."),
     quick: bool = typer.Option(False, "--quick", help="Small version for tests and CI."),
     out: Path = typer.Option(None, "--out", help="Output folder (default bench_out/<suite>)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random draw in the suite."),
+    seed: int = opt.seed(help="Seed of every random draw in the suite."),
 ) -> None:
     """Run a benchmark suite; every figure is measured in this run."""
     module = load_suite(suite)

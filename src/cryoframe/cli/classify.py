@@ -10,17 +10,11 @@ from rich.console import Console
 from cryoframe._atomic import atomic_path, atomic_savefig
 from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli import _options as opt
 from cryoframe.cli._subtomos import features as embed
 from cryoframe.cli._subtomos import load_subtomograms
 from cryoframe.io.star import write_particles
-from cryoframe.tasks.classify import (
-    confusion_matrix,
-    honest_accuracy,
-    knn_classifier,
-    linear_probe,
-    predict_mlp_head,
-    train_mlp_head,
-)
+from cryoframe.tasks.classify import classify_from_labelled, confusion_matrix
 
 
 def _confusion_png(path: Path, cm, title: str) -> None:
@@ -55,11 +49,11 @@ def classify(
     protocol: str = typer.Option("mlp", "--protocol", help="mlp, linear or knn."),
     features: str = typer.Option("encoder", "--features",
                                  help="encoder (pretrained) or invariant (handcrafted)."),
-    weights: Path = typer.Option(None, "--weights", help="Pair-encoder checkpoint."),
+    weights: Path = opt.weights(),
     epochs: int = typer.Option(40, "--epochs", help="MLP head epochs."),
     folds: int = typer.Option(5, "--folds", help="Cross-validation folds (confusion matrix)."),
-    seed: int = typer.Option(0, "--seed"),
-    pixel_size_angstrom: float = typer.Option(None, "--pixel-size"),
+    seed: int = opt.seed(),
+    pixel_size_angstrom: float = opt.pixel_size(),
 ) -> None:
     """Train a head on the labelled rows, predict every row.
 
@@ -91,38 +85,10 @@ def classify(
     emb, note = embed(vols, weights, features, px, log=console.print, file=star)
     k = len(classes)
 
-    def fit_predict(xtr, ytr, xte):
-        if protocol == "knn":
-            m = knn_classifier(xtr, ytr)
-            p = np.zeros((len(xte), k))
-            p[:, m.classes_] = m.predict_proba(xte)
-            return p
-        if protocol == "linear":
-            m = linear_probe(xtr, ytr, seed=seed)
-            p = np.zeros((len(xte), k))
-            p[:, m.classes_] = m.predict_proba(xte)
-            return p
-        if protocol == "mlp":
-            head = train_mlp_head(xtr, ytr, n_classes=k, epochs=epochs, seed=seed)
-            return predict_mlp_head(head, xte)
-        raise InputError(f"unknown protocol '{protocol}'", field="--protocol",
-                         expected="mlp, linear or knn")
-
-    from sklearn.model_selection import StratifiedKFold
-
-    xl = emb[labelled]
-    n_folds = min(folds, int(np.bincount(y).min()))
-    cv_pred = np.zeros(len(y), dtype=int)
-    if n_folds >= 2:
-        for tr, te in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(xl, y):
-            cv_pred[te] = fit_predict(xl[tr], y[tr], xl[te]).argmax(1)
-        acc = 100.0 * float((cv_pred == y).mean())
-    else:
-        acc = float("nan")
-
-    estimate = honest_accuracy(cv_pred == y, emb, labelled, y, seed=seed) \
-        if n_folds >= 2 else None
-    prob = fit_predict(xl, y, emb)
+    res = classify_from_labelled(emb, labelled, y, k, protocol, folds=folds, seed=seed,
+                                 epochs=epochs)
+    prob, cv_pred, acc, n_folds, estimate = (res.probabilities, res.cv_prediction,
+                                             res.cv_accuracy_percent, res.n_folds, res.estimate)
     pred = classes[prob.argmax(1)]
     out_df = df.copy()
     out_df["rlnClassNumber"] = pred.astype(int)

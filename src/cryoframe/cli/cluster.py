@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli import _options as opt
 from cryoframe.cli._subtomos import features as embed
 from cryoframe.cli._subtomos import load_subtomograms
 from cryoframe.io.star import write_particles
@@ -20,10 +21,10 @@ def cluster(
     out: Path = typer.Option(..., "--out", help="Output STAR (rlnClassNumber = cluster)."),
     features: str = typer.Option("encoder", "--features",
                                  help="encoder (pretrained) or invariant (handcrafted)."),
-    weights: Path = typer.Option(None, "--weights", help="Pair-encoder checkpoint."),
+    weights: Path = opt.weights(),
     plot: str = typer.Option("auto", "--plot", help="pca, umap or auto (umap if installed)."),
-    seed: int = typer.Option(0, "--seed"),
-    pixel_size_angstrom: float = typer.Option(None, "--pixel-size"),
+    seed: int = opt.seed(),
+    pixel_size_angstrom: float = opt.pixel_size(),
 ) -> None:
     """Cluster subtomogram embeddings with k-means++; writes OUT and OUT.clusters.png."""
     import dataclasses

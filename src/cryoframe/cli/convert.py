@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cryoframe._errors import InputError
+from cryoframe.cli import _options as opt
 from cryoframe.io.dynamo import read_tbl, read_tomogram_doc, write_tbl, write_tomogram_doc
 from cryoframe.io.star import read_particles, write_particles
 from cryoframe.io.subtomo_table import (
@@ -83,8 +84,7 @@ def convert_table(
 def convert(
     src: Path = typer.Argument(..., help="Input table: RELION .star or Dynamo .tbl."),
     dst: Path = typer.Argument(..., help="Output table: .tbl or .star (the other format)."),
-    pixel_size: float | None = typer.Option(
-        None, "--pixel-size", help="Å per pixel of the coordinates (tomogram/tilt-series "
+    pixel_size: float | None = opt.pixel_size(help="Å per pixel of the coordinates (tomogram/tilt-series "
         "pixels). Default: rlnTomoTiltSeriesPixelSize of the STAR, or apix of the tbl."),
     tomograms: Path | None = typer.Option(
         None, "--tomograms", help="Dynamo volume list (.doc: 'index name' lines) naming the "

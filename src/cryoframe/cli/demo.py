@@ -6,15 +6,15 @@ from pathlib import Path
 
 import typer
 
+from cryoframe.cli import _options as opt
 from cryoframe.demo import run_demo
 
 
 def demo(
     out: Path = typer.Option(Path("cryoframe_demo"), "--out", help="Output folder."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random draw."),
+    seed: int = opt.seed(help="Seed of every random draw."),
     quick: bool = typer.Option(False, "--quick", help="Fewer particles (a smoke run)."),
-    weights: Path = typer.Option(None, "--weights",
-                                 help="Encoder from `cryoframe pretrain` (default: shipped)."),
+    weights: Path = opt.weights(),
 ) -> None:
     """Simulate → embed with the shipped encoder → classify, align, average → HTML report."""
     from rich.console import Console

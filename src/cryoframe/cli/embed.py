@@ -27,6 +27,7 @@ import typer
 
 from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
+from cryoframe.cli import _options as opt
 from cryoframe.cli._subtomos import encoder_and_sampling, resolve, select_class, table_pixel_size
 from cryoframe.fourier.resample import plan_resample, resample_volumes
 from cryoframe.io.mrc import read_mrc
@@ -214,12 +215,11 @@ def embed_input(path: Path, weights: Path | None = None, batch_size: int = 64, *
 def embed(
     input: Path = typer.Argument(..., help="Store folder, STAR file or MRC volume."),
     out: Path = typer.Option(Path("embeddings.npz"), "--out", help="Output .npz file."),
-    weights: Path = typer.Option(None, "--weights", help="Encoder weights (default: shipped)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Volumes per batch."),
-    pixel_size_angstrom: float = typer.Option(
-        None, "--pixel-size", help="Voxel size of the input (Å); default from the files."),
-    class_number: int = typer.Option(None, "--class", help="STAR: only rows of this class."),
-    class_column: str = typer.Option("rlnClassNumber", "--class-column"),
+    weights: Path = opt.weights(),
+    batch_size: int = opt.batch_size(64, help="Volumes per batch."),
+    pixel_size_angstrom: float = opt.pixel_size(help="Voxel size of the input (Å); default from the files."),
+    class_number: int = opt.class_number(),
+    class_column: str = opt.class_column(),
 ) -> None:
     """Write embeddings of subtomograms to an .npz file."""
     from rich.console import Console

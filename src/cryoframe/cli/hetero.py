@@ -10,6 +10,7 @@ from rich.console import Console
 
 from cryoframe._errors import InputError
 from cryoframe._record import write_run_record
+from cryoframe.cli import _options as opt
 from cryoframe.data import structure_path, trajectory_paths
 from cryoframe.geometry.rotations import so3_grid
 from cryoframe.hetero.dataset import save_dataset
@@ -35,7 +36,7 @@ def _write_record(out: Path, name: str, payload: dict) -> None:
     write_run_record(out / name, f"hetero {Path(name).stem}", payload)
 
 
-def simulate(
+def hetero_simulate(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write."),
     trajectory: str = typer.Option("adk_dims", help="Bundled trajectory: adk_dims, adk_dims2."),
     topology_file: Path = typer.Option(None, "--topology", help="Own topology (PSF/PDB)."),
@@ -46,7 +47,7 @@ def simulate(
     n_per_conformation: int = typer.Option(10, help="Images per conformation."),
     stride: int = typer.Option(1, help="Use every stride-th frame of the trajectory."),
     box_px: int = typer.Option(64, help="Image size (px)."),
-    pixel_size_angstrom: float = typer.Option(2.0, "--pixel-size", help="Pixel size (Å)."),
+    pixel_size_angstrom: float = opt.pixel_size(help="Pixel size (Å).", default=2.0),
     dose: float = typer.Option(100.0, help="Dose (e/Å²) setting the shot noise."),
     snr: float = typer.Option(None, help="Target SNR instead of the dose."),
     defocus_um: float = typer.Option(2.0, help="Mean defocus (µm, underfocus)."),
@@ -81,7 +82,7 @@ def simulate(
                   f"(SNR {data.snr:.3f}, noise std {data.noise_std:.4f})")
 
 
-def train(
+def hetero_train(
     dataset: Path = typer.Argument(..., help="Dataset folder (particles.star + .mrcs)."),
     out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, results)."),
     template: str = typer.Option("1AKE", help="Template: bundled ID or PDB/mmCIF path."),
@@ -125,7 +126,7 @@ def train(
     console.print(f"checkpoint: {out / 'checkpoint.pt'}; run 'cryoframe hetero evaluate {out}'")
 
 
-def evaluate(
+def hetero_evaluate(
     run: Path = typer.Argument(..., help="Run folder written by 'hetero train'."),
     n_models: int = typer.Option(20, help="Models in the PDB (along latent PC1)."),
 ) -> None:
@@ -186,9 +187,9 @@ def register(app: typer.Typer) -> None:
                               "(simulate images of an ensemble, train, evaluate).",
                          no_args_is_help=True)
 
-    hetero.command("simulate")(simulate)
-    hetero.command("train")(train)
-    hetero.command("evaluate")(evaluate)
+    hetero.command("simulate")(hetero_simulate)
+    hetero.command("train")(hetero_train)
+    hetero.command("evaluate")(hetero_evaluate)
 
     app.add_typer(hetero, name="hetero")
 

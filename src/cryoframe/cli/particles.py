@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
 import typer
 from rich.console import Console
 
-from cryoframe._record import write_timestamped_record
+from cryoframe._config import load_config
+from cryoframe._record import config_record_path, write_run_record, write_timestamped_record
+from cryoframe.cli import _options as opt
 from cryoframe.particles.cluster import cluster_star
 from cryoframe.particles.embed import embed_star
 from cryoframe.particles.rank import rank_star
@@ -18,75 +22,70 @@ from cryoframe.train.particle_loop import run_pretraining
 console = Console()
 
 
-def _rank_command(star: Path, out: Path | None, weights: Path | None, batch_size: int,
-                  phase_flip: bool, contrast: str, threads: int | None, int8: bool = False) -> None:
-    import numpy as np
-    import torch
-
-
-    if threads:
-        torch.set_num_threads(threads)
-    res = rank_star(star, out, weights, batch_size, phase_flip, contrast, progress=True, int8=int8)
-    s = res.scores
-    console.print(
-        f"ranked {len(s)} particles in {res.seconds:.2f} s ({res.particles_per_s:.0f} particles/s); "
-        f"score min {s.min():.3f} / median {np.median(s):.3f} / max {s.max():.3f}; "
-        f"{int((s > 0.7).sum())} above 0.7, {int((s <= 0.3).sum())} at or below 0.3"
-        + ("; contrast inverted (dark protein detected)" if res.contrast_sign < 0 else ""))
-    console.print(f"wrote {res.star}" + (f" and {res.histogram}" if res.histogram else ""))
-
-
-_CONTRAST_HELP = "Protein contrast of the stack: auto (detect), white, dark (invert)."
-
-
-def simulate(
+def particles_simulate(
     density: str = typer.Argument(..., help="Bundled map/structure ID or MRC/PDB path."),
     out: Path = typer.Option(..., "--out", help="Output STAR (stack written as .mrcs)."),
     n: int = typer.Option(1000, "--n", help="Number of particles."),
-    box_size_px: int = typer.Option(64, "--box", help="Box size in pixels."),
-    pixel_size_angstrom: float = typer.Option(
-        None, "--pixel-size", help="Pixel size in Å (default: box = 1.6 × diameter)."),
-    snr: float = typer.Option(0.1, "--snr", help="Var(signal)/Var(noise) per image."),
-    defocus_min_um: float = typer.Option(1.0, "--defocus-min-um"),
-    defocus_max_um: float = typer.Option(3.0, "--defocus-max-um"),
-    voltage_kv: float = typer.Option(300.0, "--voltage-kv"),
-    cs_mm: float = typer.Option(2.7, "--cs-mm"),
-    amplitude_contrast: float = typer.Option(0.1, "--amplitude-contrast"),
+    config: Path = opt.config("ParticleSimConfig"),
+    box_size_px: int = typer.Option(None, "--box", help="Box size in pixels (default 64)."),
+    pixel_size_angstrom: float = opt.pixel_size(
+        help="Pixel size in Å (default: box = 1.6 × diameter)."),
+    snr: float = typer.Option(None, "--snr", help="Var(signal)/Var(noise) per image (default 0.1)."),
+    defocus_min_um: float = typer.Option(None, "--defocus-min-um",
+                                         help="Lowest defocus in µm (default 1.0)."),
+    defocus_max_um: float = typer.Option(None, "--defocus-max-um",
+                                         help="Highest defocus in µm (default 3.0)."),
+    voltage_kv: float = typer.Option(None, "--voltage-kv",
+                                     help="Acceleration voltage in kV (default 300)."),
+    cs_mm: float = typer.Option(None, "--cs-mm",
+                                help="Spherical aberration in mm (default 2.7)."),
+    amplitude_contrast: float = typer.Option(None, "--amplitude-contrast",
+                                             help="Amplitude contrast fraction (default 0.1)."),
     astigmatism_max_angstrom: float = typer.Option(
-        500.0, "--astigmatism-max-angstrom", min=0.0,
-        help="DefocusU − DefocusV drawn uniformly in [0, this] Å; angle uniform in [0, 180)."),
+        None, "--astigmatism-max-angstrom", min=0.0,
+        help="DefocusU − DefocusV drawn uniformly in [0, this] Å (default 500); angle uniform "
+             "in [0, 180)."),
     shift_sigma_angstrom: float = typer.Option(
-        0.0, "--shift-sigma-angstrom", min=0.0,
-        help="σ of the Gaussian in-plane shifts (Å), written as rlnOriginX/YAngst = −shift."),
-    seed: int = typer.Option(0, "--seed"),
+        None, "--shift-sigma-angstrom", min=0.0,
+        help="σ of the Gaussian in-plane shifts (Å, default 0), written as rlnOriginX/YAngst = "
+             "−shift."),
+    seed: int = opt.seed(),
 ) -> None:
-    """Simulate particle images (projection, CTF, noise) as MRCS + RELION STAR."""
-    cfg = ParticleSimConfig(
-        box_size_px=box_size_px, pixel_size_angstrom=pixel_size_angstrom, snr=snr,
-        defocus_min_angstrom=defocus_min_um * 1e4, defocus_max_angstrom=defocus_max_um * 1e4,
+    """Simulate particle images (projection, CTF, noise) as MRCS + RELION STAR.
+
+    Options come from --config (YAML with ParticleSimConfig fields), overridden by flags.
+    ``cryoframe simulate particles`` is the same command.
+    """
+    cfg = load_config(
+        ParticleSimConfig, config, box_size_px=box_size_px,
+        pixel_size_angstrom=pixel_size_angstrom, snr=snr,
+        defocus_min_angstrom=None if defocus_min_um is None else defocus_min_um * 1e4,
+        defocus_max_angstrom=None if defocus_max_um is None else defocus_max_um * 1e4,
         voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast,
         astigmatism_max_angstrom=astigmatism_max_angstrom,
         shift_sigma_angstrom=shift_sigma_angstrom)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_run_record(config_record_path(out), "particles simulate", cfg)
     write_timestamped_record(out.parent, "particles_simulate",
-                {"density": density, "n": n, "seed": seed, **cfg.model_dump()})
+                             {"density": density, "n": n, "seed": seed, **cfg.model_dump()})
     sim = simulate_particle_stack(density, n, out, cfg, seed=seed)
-    console.print(f"wrote {n} particles ({box_size_px}² px, "
-                  f"{sim.pixel_size_angstrom:.3f} Å/px, SNR {snr}) to {out}")
+    console.print(f"wrote {n} particles ({cfg.box_size_px}² px, "
+                  f"{sim.pixel_size_angstrom:.3f} Å/px, SNR {cfg.snr}) to {out}")
 
 
-def pretrain(
+def particles_pretrain(
     out_dir: Path = typer.Option(Path("particle_pretrain"), "--out-dir"),
     n_per_density: int = typer.Option(1500, "--n-per-density"),
     steps: int = typer.Option(1000, "--steps"),
-    batch_size: int = typer.Option(128, "--batch-size"),
+    batch_size: int = opt.batch_size(128),
     lr: float = typer.Option(5e-4, "--lr"),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Wall-time limit of MoCo."),
     ranker: bool = typer.Option(True, "--ranker/--no-ranker", help="Fine-tune CryoRanker."),
     ranker_steps: int = typer.Option(400, "--ranker-steps"),
     ranker_minutes: float = typer.Option(None, "--ranker-minutes"),
     n_per_kind: int = typer.Option(150, "--n-per-kind", help="Ranker images per junk kind."),
-    threads: int = typer.Option(None, "--threads", help="torch threads."),
-    seed: int = typer.Option(0, "--seed"),
+    threads: int = opt.threads(),
+    seed: int = opt.seed(),
     temperature: float = typer.Option(0.5, "--temperature", help="InfoNCE τ (paper 0.5)."),
     noise_sigma_max: float = typer.Option(
         0.0, "--noise-aug", help="Max σ of independent noise added to each view (0 = off)."),
@@ -101,8 +100,6 @@ def pretrain(
     Resumable: rerun with the same options and output folder to continue.
     """
     if threads:
-        import torch
-
         torch.set_num_threads(threads)
     config = dict(n_per_density=n_per_density, steps=steps, batch_size=batch_size, lr=lr,
                   max_minutes=max_minutes, ranker=ranker, ranker_steps=ranker_steps,
@@ -116,13 +113,13 @@ def pretrain(
     console.print_json(json.dumps(summary, default=str))
 
 
-def embed(
+def particles_embed(
     star: Path = typer.Argument(..., help="Particle STAR file (RELION 3.0 or 3.1+)."),
     out: Path = typer.Option(None, "--out", help="Features .npy (default <stem>_features.npy)."),
-    weights: Path = typer.Option(None, "--weights", help="Encoder checkpoint (default shipped)."),
-    batch_size: int = typer.Option(512, "--batch-size"),
-    phase_flip: bool = typer.Option(False, "--phase-flip/--no-phase-flip"),
-    contrast: str = typer.Option("auto", "--contrast", help=_CONTRAST_HELP),
+    weights: Path = opt.weights(),
+    batch_size: int = opt.batch_size(512),
+    phase_flip: bool = opt.phase_flip(),
+    contrast: str = opt.contrast(),
     rotations: int = typer.Option(8, "--rotations", min=1,
                                   help="In-plane rotations to average features over."),
 ) -> None:
@@ -134,29 +131,41 @@ def embed(
                   f"({info['n']} × {info['dim']}, {info['particles_per_s']:.0f} particles/s)")
 
 
-def rank(
-    star: Path = typer.Argument(..., help="Particle STAR file."),
+def particles_rank(
+    star: Path = typer.Argument(..., help="Particle STAR file (RELION 3.0 or 3.1+)."),
     out: Path = typer.Option(None, "--out", help="Ranked STAR (default <stem>_ranked.star)."),
-    weights: Path = typer.Option(None, "--weights", help="Ranker checkpoint (default shipped)."),
-    batch_size: int = typer.Option(512, "--batch-size"),
-    phase_flip: bool = typer.Option(False, "--phase-flip/--no-phase-flip"),
-    contrast: str = typer.Option("auto", "--contrast", help=_CONTRAST_HELP),
-    threads: int = typer.Option(None, "--threads"),
+    weights: Path = opt.weights(),
+    batch_size: int = opt.batch_size(512),
+    phase_flip: bool = opt.phase_flip(),
+    contrast: str = opt.contrast(),
+    threads: int = opt.threads(),
     int8: bool = typer.Option(False, "--int8", help="Dynamic int8 quantisation (≈2× faster)."),
 ) -> None:
-    """Score particles with CryoRanker; STAR sorted by score + histogram PNG."""
-    _rank_command(star, out, weights, batch_size, phase_flip, contrast, threads, int8)
+    """Score particles with CryoRanker: STAR with rlnCryoRankerScore, sorted, + histogram PNG.
+
+    ``cryoframe rank`` is the same command.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    res = rank_star(star, out, weights, batch_size, phase_flip, contrast, progress=True, int8=int8)
+    s = res.scores
+    console.print(
+        f"ranked {len(s)} particles in {res.seconds:.2f} s ({res.particles_per_s:.0f} particles/s); "
+        f"score min {s.min():.3f} / median {np.median(s):.3f} / max {s.max():.3f}; "
+        f"{int((s > 0.7).sum())} above 0.7, {int((s <= 0.3).sum())} at or below 0.3"
+        + ("; contrast inverted (dark protein detected)" if res.contrast_sign < 0 else ""))
+    console.print(f"wrote {res.star}" + (f" and {res.histogram}" if res.histogram else ""))
 
 
-def cluster(
+def particles_cluster(
     star: Path = typer.Argument(..., help="Particle STAR file."),
     n_clusters: int = typer.Option(8, "--n-clusters", "-k"),
     out: Path = typer.Option(None, "--out", help="STAR with rlnClassNumber (default "
                              "<stem>_clusters.star)."),
-    weights: Path = typer.Option(None, "--weights"),
-    seed: int = typer.Option(0, "--seed"),
-    phase_flip: bool = typer.Option(False, "--phase-flip/--no-phase-flip"),
-    contrast: str = typer.Option("auto", "--contrast", help=_CONTRAST_HELP),
+    weights: Path = opt.weights(),
+    seed: int = opt.seed(),
+    phase_flip: bool = opt.phase_flip(),
+    contrast: str = opt.contrast(),
     rotations: int = typer.Option(8, "--rotations", min=1,
                                   help="In-plane rotations to average features over."),
 ) -> None:
@@ -173,8 +182,8 @@ def register(app: typer.Typer) -> None:
                       "embed, rank, cluster.", no_args_is_help=True)
     app.add_typer(sub, name="particles")
 
-    sub.command("simulate")(simulate)
-    sub.command("pretrain")(pretrain)
-    sub.command("embed")(embed)
-    sub.command("rank")(rank)
-    sub.command("cluster")(cluster)
+    sub.command("simulate")(particles_simulate)
+    sub.command("pretrain")(particles_pretrain)
+    sub.command("embed")(particles_embed)
+    sub.command("rank")(particles_rank)
+    sub.command("cluster")(particles_cluster)

@@ -20,6 +20,7 @@ import typer
 from cryoframe._config import load_config
 from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
+from cryoframe.cli import _options as opt
 from cryoframe.train.loop import load_pretrain_config, run_pretrain
 from cryoframe.train.supervised import SupervisedConfig, run_supervised
 
@@ -28,11 +29,11 @@ def pretrain(
     config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
     out: Path = typer.Option(Path("pretrain_out"), "--out", help="Run folder."),
     steps: int = typer.Option(None, "--steps", help="Total optimisation steps."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Per-process batch size."),
+    batch_size: int = opt.batch_size(None, help="Per-process batch size."),
     lr: float = typer.Option(None, "--lr", help="Peak learning rate (default √(B/512)·1e-5)."),
-    threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
+    threads: int = opt.threads(),
     max_wall_s: float = typer.Option(None, "--max-wall-s", help="Stop after this wall time."),
-    seed: int = typer.Option(None, "--seed", help="Run seed."),
+    seed: int = opt.seed(None, help="Run seed."),
     store: Path = typer.Option(None, "--store", help="Train from this CryoEngine store."),
     objective: str = typer.Option("nrcl", "--objective",
                                   help="nrcl (APT-ViT pair encoder) or supervised."),

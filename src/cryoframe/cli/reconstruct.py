@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_run_record
+from cryoframe.cli import _options as opt
 from cryoframe.recon.reconstruct import (
     read_particle_set,
     reconstruct_particles,
@@ -30,8 +31,8 @@ def reconstruct(
     batch_size: int = typer.Option(256, "--batch-size", min=1),
     mask_radius_px: float = typer.Option(None, "--mask-radius-px",
                                          help="Soft-sphere mask radius (default 0.4 box)."),
-    seed: int = typer.Option(0, "--seed", help="Random half split without rlnRandomSubset."),
-    threads: int = typer.Option(None, "--threads", help="torch threads."),
+    seed: int = opt.seed(help="Random half split without rlnRandomSubset."),
+    threads: int = opt.threads(),
 ) -> None:
     """Direct Fourier insertion of CTF-weighted images, Wiener-normalised half maps, FSC,
     resolution at 0.143 and cFAR.

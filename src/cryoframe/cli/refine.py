@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from cryoframe._record import write_run_record
+from cryoframe.cli import _options as opt
 from cryoframe.recon.refine import RefineConfig, refine_star
 
 console = Console()
@@ -26,8 +27,8 @@ def refine(
     global_step_deg: float = typer.Option(10.0, "--global-step-deg"),
     max_iterations: int = typer.Option(8, "--max-iterations", min=1),
     batch_size: int = typer.Option(256, "--batch-size", min=1),
-    seed: int = typer.Option(0, "--seed", help="Random half split without rlnRandomSubset."),
-    threads: int = typer.Option(None, "--threads", help="torch threads."),
+    seed: int = opt.seed(help="Random half split without rlnRandomSubset."),
+    threads: int = opt.threads(),
 ) -> None:
     """Refine poses (angles, shifts) with independent half maps and frequency marching;
     writes refined.star, half maps, map, FSC and the per-iteration history.

@@ -15,6 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cryoframe._atomic import atomic_write_text
 from cryoframe._record import config_record_path, write_run_record, write_timestamped_record
+from cryoframe.cli import _options as opt
+from cryoframe.cli import particles as particles_cli
 from cryoframe.data import STRUCTURES, structure_path
 from cryoframe.io.mrc import write_mrc
 from cryoframe.io.star import write_particles
@@ -30,7 +32,6 @@ from cryoframe.simulate.engine import (
     simulate_tomogram,
 )
 from cryoframe.simulate.families import structure_family
-from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
 
 console = Console()
 
@@ -40,14 +41,14 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=console)
 
 
-def structures(
+def sim_structures(
     sources: list[str] = typer.Argument(..., help="Bundled IDs (3J9I), PDB/mmCIF or MRC."),
     out: Path = typer.Option(..., "--out", help="Output folder for the MRC maps."),
-    config: Path = typer.Option(None, "--config", help="YAML with DensityConfig fields."),
+    config: Path = opt.config("DensityConfig"),
     voxel_size_angstrom: float = typer.Option(None, "--voxel-size"),
     resolution_angstrom: float = typer.Option(None, "--resolution"),
     family: int = typer.Option(0, "--family", help="Also derive N compositional variants."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = opt.seed(),
 ) -> None:
     """Atomic models → density maps (+ structure-family variants with provenance)."""
     from cryoframe.simulate.config import DensityConfig, load_config
@@ -85,16 +86,16 @@ def structures(
     console.print(f"wrote {len(provenance)} maps to {out}")
 
 
-def tomograms(
+def sim_tomograms(
     sources: list[str] = typer.Argument(..., help="One density source per class."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    config: Path = typer.Option(None, "--config", help="YAML with TomogramConfig fields."),
+    config: Path = opt.config("TomogramConfig"),
     n_tomograms: int = typer.Option(1, "--n-tomograms"),
     n_particles: int = typer.Option(None, "--n-particles"),
-    tilt_min_deg: float = typer.Option(None, "--tilt-min"),
-    tilt_max_deg: float = typer.Option(None, "--tilt-max"),
+    tilt_min_deg: float = opt.tilt_min(None),
+    tilt_max_deg: float = opt.tilt_max(None),
     ctf: bool = typer.Option(None, "--ctf/--no-ctf"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = opt.seed(),
 ) -> None:
     """Virtual samples → tilt series (MRCS), WBP tomograms (MRC), ground truth (STAR)."""
     from cryoframe.simulate.config import TomogramConfig, load_config
@@ -121,14 +122,13 @@ def tomograms(
     console.print(f"wrote {n_tomograms} tomograms to {out}")
 
 
-def subtomograms(
+def sim_subtomograms(
     out: Path = typer.Option(..., "--out", help="Store directory (*.zarr)."),
-    config: Path = typer.Option(None, "--config",
-                                help="YAML with SubtomogramDatasetConfig fields."),
+    config: Path = opt.config("SubtomogramDatasetConfig"),
     structures: list[str] = typer.Option(None, "--structure", help="Repeat per class."),
     n_per_class: int = typer.Option(None, "--n-per-class"),
     path: str = typer.Option(None, "--path", help="'fast' or 'full'."),
-    seed: int = typer.Option(None, "--seed"),
+    seed: int = opt.seed(None),
     shard: str = typer.Option(None, "--shard", help="k/n: this job's share of the units."),
     dask_workers: int = typer.Option(0, "--dask-workers",
                                      help="Run units on a local Dask cluster."),
@@ -178,35 +178,17 @@ def subtomograms(
         console.print(f"exported {star}")
 
 
-def particles(
-    source: str = typer.Argument(..., help="Bundled map/structure ID or MRC map."),
-    out: Path = typer.Option(..., "--out", help="Output STAR (stack written as .mrcs)."),
-    n_particles: int = typer.Option(1000, "--n"),
-    config: Path = typer.Option(None, "--config", help="YAML with ParticleSimConfig fields."),
-    snr: float = typer.Option(None, "--snr"),
-    box_size_px: int = typer.Option(None, "--box"),
-    seed: int = typer.Option(0, "--seed"),
-) -> None:
-    """2D particle images (projection · CTF · noise) as MRCS + RELION STAR."""
-    from cryoframe.simulate.config import load_config
-
-    cfg = load_config(ParticleSimConfig, config, snr=snr, box_size_px=box_size_px)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _per_run_record(out, cfg)
-    res = simulate_particle_stack(source, n_particles, out_star=out, config=cfg, seed=seed)
-    console.print(f"wrote {n_particles} particles to {out} ({type(res).__name__})")
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``simulate`` command group."""
     sim = typer.Typer(help="CryoEngine: synthetic densities, tomograms, subtomograms, particles.",
                       no_args_is_help=True)
     app.add_typer(sim, name="simulate")
 
-    sim.command("structures")(structures)
-    sim.command("tomograms")(tomograms)
-    sim.command("subtomograms")(subtomograms)
-    sim.command("particles")(particles)
+    sim.command("structures")(sim_structures)
+    sim.command("tomograms")(sim_tomograms)
+    sim.command("subtomograms")(sim_subtomograms)
+    # the same command as `cryoframe particles simulate` (one implementation, same flags)
+    sim.command("particles")(particles_cli.particles_simulate)
 
 
 def _per_run_record(out: Path, cfg) -> None:

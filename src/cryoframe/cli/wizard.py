@@ -9,6 +9,7 @@ from rich.console import Console
 
 from cryoframe._errors import InputError
 from cryoframe._record import write_run_record
+from cryoframe.cli import _options as opt
 from cryoframe.recon.abinitio import AbinitioConfig
 from cryoframe.recon.refine import RefineConfig
 from cryoframe.recon.wizard import WizardConfig, wizard_star
@@ -27,9 +28,9 @@ def wizard(
     n_clusters: int = typer.Option(8, "--clusters", min=1, help="n' of the PO module."),
     refine_iterations: int = typer.Option(3, "--refine-iterations", min=1),
     abinitio_subset: int = typer.Option(1000, "--abinitio-subset", min=10),
-    contrast: str = typer.Option("auto", "--contrast", help="auto, white or dark protein."),
-    seed: int = typer.Option(0, "--seed"),
-    threads: int = typer.Option(None, "--threads", help="torch threads."),
+    contrast: str = opt.contrast(),
+    seed: int = opt.seed(),
+    threads: int = opt.threads(),
 ) -> None:
     """CryoWizard: CryoRanker scores + Cryo-IEF features, initial models from top-ranked
     subsets with cFAR diagnosis (k-means++ preferred-orientation module below 0.15), final

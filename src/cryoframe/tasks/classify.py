@@ -378,3 +378,75 @@ def honest_accuracy(correct, emb, labelled, y, *, seed: int = 0,
     n_eff = float(w.sum() ** 2 / (w ** 2).sum())
     return AccuracyEstimate(100 * acc, wilson_interval(acc, n_l), chance, auc, 100 * est,
                             wilson_interval(est, n_eff), n_eff)
+
+
+PROTOCOLS = ("mlp", "linear", "knn")
+
+
+def fit_predict_proba(protocol: str, train_emb, train_y, test_emb, n_classes: int, *,
+                      seed: int = 0, epochs: int = 40) -> np.ndarray:
+    """Fit one head (``mlp``, ``linear`` or ``knn``) and return class probabilities `(n, k)`.
+
+    Classes absent from ``train_y`` get probability 0 (columns follow ``0 … n_classes − 1``).
+    """
+    if protocol in ("knn", "linear"):
+        m = (knn_classifier(train_emb, train_y) if protocol == "knn"
+             else linear_probe(train_emb, train_y, seed=seed))
+        p = np.zeros((len(test_emb), n_classes))
+        p[:, m.classes_] = m.predict_proba(test_emb)
+        return p
+    if protocol == "mlp":
+        head = train_mlp_head(train_emb, train_y, n_classes=n_classes, epochs=epochs, seed=seed)
+        return predict_mlp_head(head, test_emb)
+    raise InputError(f"unknown protocol '{protocol}'", field="--protocol",
+                     expected="mlp, linear or knn")
+
+
+@dataclass(frozen=True)
+class LabelledClassification:
+    """Result of :func:`classify_from_labelled`."""
+
+    probabilities: np.ndarray  #: `(n, k)` for every row, from a head fitted on all labelled rows
+    cv_prediction: np.ndarray  #: `(n_labelled,)` k-fold prediction of each labelled row
+    cv_accuracy_percent: float  #: NaN when a class has fewer than 2 labelled rows
+    n_folds: int
+    estimate: AccuracyEstimate | None  #: honest accuracy of the unlabelled rows (None: no CV)
+
+
+def classify_from_labelled(emb, labelled, y, n_classes: int, protocol: str = "mlp", *,
+                           folds: int = 5, seed: int = 0, epochs: int = 40,
+                           ) -> LabelledClassification:
+    """Classify every row from a labelled subset, with k-fold cross-validation on that subset.
+
+    Parameters
+    ----------
+    emb : array `(n, d)`
+        Embeddings of all rows.
+    labelled : bool array `(n,)`
+        Rows with a known class.
+    y : int array `(n_labelled,)`
+        Class index (``0 … n_classes − 1``) of the labelled rows.
+    n_classes : int
+        Number of classes.
+    protocol : str
+        ``mlp``, ``linear`` or ``knn`` (:func:`fit_predict_proba`).
+    folds : int
+        Cross-validation folds (at most the size of the smallest class).
+    seed, epochs : int
+        Seed of the fold split and heads; MLP epochs.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    xl = emb[labelled]
+    n_folds = min(folds, int(np.bincount(y).min()))
+    cv_pred = np.zeros(len(y), dtype=int)
+    if n_folds >= 2:
+        for tr, te in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(xl, y):
+            cv_pred[te] = fit_predict_proba(protocol, xl[tr], y[tr], xl[te], n_classes,
+                                            seed=seed, epochs=epochs).argmax(1)
+        acc = 100.0 * float((cv_pred == y).mean())
+        estimate = honest_accuracy(cv_pred == y, emb, labelled, y, seed=seed)
+    else:
+        acc, estimate = float("nan"), None
+    prob = fit_predict_proba(protocol, xl, y, emb, n_classes, seed=seed, epochs=epochs)
+    return LabelledClassification(prob, cv_pred, acc, n_folds, estimate)
