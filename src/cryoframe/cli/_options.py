@@ -29,13 +29,16 @@ def pixel_size(help: str = "Pixel (voxel) size in Å; default: from the input fi
     return typer.Option(default, "--pixel-size", help=help)
 
 
-def angpix_alias() -> Any:
-    """Hidden ``--angpix``: an old spelling of ``--pixel-size`` still accepted (use :func:`merge`)."""
-    return typer.Option(None, "--angpix", hidden=True, help="Deprecated spelling of --pixel-size.")
+def pixel_size_alias(flag: str = "--angpix") -> Any:
+    """Hidden old spelling of ``--pixel-size`` (``--angpix``, ``--voxel-size``), still accepted.
+
+    Combine the two values with :func:`merge`.
+    """
+    return typer.Option(None, flag, hidden=True, help="Old spelling of --pixel-size.")
 
 
 def merge(pixel_size_value: float | None, angpix_value: float | None) -> float | None:
-    """``--pixel-size`` if given, else the hidden ``--angpix`` alias."""
+    """``--pixel-size`` if given, else its hidden alias."""
     return pixel_size_value if pixel_size_value is not None else angpix_value
 
 

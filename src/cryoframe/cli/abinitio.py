@@ -19,11 +19,11 @@ console = Console()
 def abinitio(
     star: Path = typer.Argument(..., help="2D particle STAR (poses ignored)."),
     out: Path = typer.Option(..., "--out", help="Output folder (initial_model.mrc)."),
-    subset_size: int = typer.Option(2000, "--subset-size", min=10),
-    n_rounds: int = typer.Option(16, "--rounds", min=1),
+    subset_size: int = typer.Option(2000, "--subset-size", min=10, help="Particles in the random subset used for the search."),
+    n_rounds: int = typer.Option(16, "--rounds", min=1, help="Frequency-marching rounds."),
     start_resolution: float = typer.Option(None, "--start-resolution-angstrom",
                                            help="Default: 5 Fourier shells."),
-    end_resolution: float = typer.Option(None, "--end-resolution-angstrom"),
+    end_resolution: float = typer.Option(None, "--end-resolution-angstrom", help="Resolution of the last round (default: max(2.5 pixels, start / 2))."),
     seed: int = opt.seed(),
     threads: int = opt.threads(),
 ) -> None:
@@ -50,4 +50,5 @@ def abinitio(
 
 def register(app: typer.Typer) -> None:
     """Add the ``abinitio`` command."""
-    app.command("abinitio")(abinitio)
+    app.command("abinitio", epilog=opt.example(
+        "cryoframe abinitio particles.star --out abinitio/"))(abinitio)

@@ -119,4 +119,5 @@ def align(
 
 def register(app: typer.Typer) -> None:
     """Add the ``align`` command."""
-    app.command("align")(align)
+    app.command("align", epilog=opt.example(
+        "cryoframe align subtomos.star --reference ref.mrc --out aligned.star --step-deg 15"))(align)

@@ -112,7 +112,7 @@ def average(
     aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
     weights: Path = opt.weights(),
     step_deg: float = typer.Option(30.0, "--step-deg", help="FFT search: SO(3) grid step."),
-    max_iterations: int = typer.Option(10, "--max-iterations"),
+    max_iterations: int = typer.Option(10, "--max-iterations", help="Alignment-averaging iterations at most."),
     max_shift_px: float = typer.Option(None, "--max-shift-px", help="Default box/4."),
     init: str = typer.Option("average", "--init", help="Initial reference: average|particle."),
     tilt_min_deg: float = opt.tilt_min(),
@@ -234,4 +234,5 @@ def average(
 
 def register(app: typer.Typer) -> None:
     """Add the ``average`` command."""
-    app.command("average")(average)
+    app.command("average", epilog=opt.example(
+        "cryoframe average subtomos.star --out average/ --pixel-size 10"))(average)

@@ -9,18 +9,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cryoframe.bench import load_suite
+from cryoframe.bench import available_suites, load_suite
 from cryoframe.bench.results import write_results
 from cryoframe.cli import _options as opt
 
 
 def bench(
-    suite: str = typer.Argument(..., help="Suite name, e.g. equivariance, throughput."),
+    suite: str = typer.Argument(..., help="Suite name (listed below), e.g. equivariance, throughput."),
     quick: bool = typer.Option(False, "--quick", help="Small version for tests and CI."),
     out: Path = typer.Option(None, "--out", help="Output folder (default bench_out/<suite>)."),
     seed: int = opt.seed(help="Seed of every random draw in the suite."),
 ) -> None:
-    """Run a benchmark suite; every figure is measured in this run."""
+    """Run a benchmark suite; every figure is measured in this run (suites listed below)."""
     module = load_suite(suite)
     out_dir = out or Path("bench_out") / suite
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -46,4 +46,6 @@ def bench(
 
 def register(app: typer.Typer) -> None:
     """Add the ``bench`` command."""
-    app.command("bench")(bench)
+    suites = ", ".join(available_suites())
+    app.command("bench", epilog=f"Suites: {suites}.\n\n" + opt.example(
+        "cryoframe bench equivariance --quick --out bench_out/equivariance"))(bench)

@@ -115,4 +115,5 @@ def classify(
 
 def register(app: typer.Typer) -> None:
     """Add the ``classify`` command."""
-    app.command("classify")(classify)
+    app.command("classify", epilog=opt.example(
+        "cryoframe classify subtomos.star --out classified.star --protocol mlp"))(classify)

@@ -51,4 +51,5 @@ def cluster(
 
 def register(app: typer.Typer) -> None:
     """Add the ``cluster`` command (subtomograms; 2D particles: ``cryoframe particles cluster``)."""
-    app.command("cluster")(cluster)
+    app.command("cluster", epilog=opt.example(
+        "cryoframe cluster subtomos.star -k 3 --out clusters.star"))(cluster)

@@ -100,4 +100,5 @@ def convert(
 
 def register(app: typer.Typer) -> None:
     """Add the ``convert`` command."""
-    app.command("convert")(convert)
+    app.command("convert", epilog=opt.example(
+        "cryoframe convert particles.star particles.tbl --pixel-size 10"))(convert)

@@ -27,4 +27,5 @@ def demo(
 
 def register(app: typer.Typer) -> None:
     """Add the ``demo`` command."""
-    app.command("demo")(demo)
+    app.command("demo", epilog=opt.example(
+        "cryoframe demo --out cryoframe_demo", "cryoframe demo --quick"))(demo)

@@ -235,4 +235,5 @@ def embed(
 
 def register(app: typer.Typer) -> None:
     """Add the ``embed`` command."""
-    app.command("embed")(embed)
+    app.command("embed", epilog=opt.example(
+        "cryoframe embed subtomos.star --out embeddings.npz --pixel-size 10"))(embed)

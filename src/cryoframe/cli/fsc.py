@@ -46,7 +46,7 @@ def fsc_command(
     threshold: float = typer.Option(0.143, "--threshold", help="FSC threshold."),
     mask: Path = typer.Option(None, "--mask", help="Mask (MRC) applied to both maps."),
     pixel_size_angstrom: float = opt.pixel_size(help="Override the voxel size of the maps (Å)."),
-    angpix: float = opt.angpix_alias(),
+    angpix: float = opt.pixel_size_alias("--angpix"),
     cfar_flag: bool = typer.Option(False, "--cfar", help="Also report cFAR."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     out: Path = typer.Option(None, "--out", help="Write the FSC curve as a PNG."),
@@ -89,4 +89,5 @@ def fsc_command(
 
 def register(app: typer.Typer) -> None:
     """Add the ``fsc`` command."""
-    app.command("fsc")(fsc_command)
+    app.command("fsc", epilog=opt.example(
+        "cryoframe fsc half1.mrc half2.mrc --pixel-size 1.06 --out fsc.png"))(fsc_command)

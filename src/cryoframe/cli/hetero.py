@@ -187,9 +187,12 @@ def register(app: typer.Typer) -> None:
                               "(simulate images of an ensemble, train, evaluate).",
                          no_args_is_help=True)
 
-    hetero.command("simulate")(hetero_simulate)
-    hetero.command("train")(hetero_train)
-    hetero.command("evaluate")(hetero_evaluate)
+    hetero.command("simulate", epilog=opt.example(
+        "cryoframe hetero simulate --out adk_data --n-per-conformation 10"))(hetero_simulate)
+    hetero.command("train", epilog=opt.example(
+        "cryoframe hetero train adk_data --out adk_run --epochs 100"))(hetero_train)
+    hetero.command("evaluate", epilog=opt.example(
+        "cryoframe hetero evaluate adk_run --n-models 20"))(hetero_evaluate)
 
     app.add_typer(hetero, name="hetero")
 

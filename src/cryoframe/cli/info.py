@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cryoframe import __version__
+from cryoframe.cli import _options as opt
 from cryoframe.data import list_bundled
 from cryoframe.io.summary import describe_file
 
@@ -53,4 +54,5 @@ def info(
 
 def register(app: typer.Typer) -> None:
     """Add the ``info`` command."""
-    app.command("info")(info)
+    app.command("info", epilog=opt.example(
+        "cryoframe info map.mrc", "cryoframe info"))(info)

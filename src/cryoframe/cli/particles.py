@@ -22,6 +22,12 @@ from cryoframe.train.particle_loop import run_pretraining
 console = Console()
 
 
+#: help epilog of ``particles simulate`` and its alias ``simulate particles``
+SIMULATE_EXAMPLE = opt.example(
+    "cryoframe particles simulate 3J9I --out sim/particles.star --n 1000 --snr 0.1",
+    "cryoframe simulate particles 3J9I --out sim/particles.star --config particles.yaml")
+
+
 def particles_simulate(
     density: str = typer.Argument(..., help="Bundled map/structure ID or MRC/PDB path."),
     out: Path = typer.Option(..., "--out", help="Output STAR (stack written as .mrcs)."),
@@ -74,15 +80,15 @@ def particles_simulate(
 
 
 def particles_pretrain(
-    out_dir: Path = typer.Option(Path("particle_pretrain"), "--out-dir"),
-    n_per_density: int = typer.Option(1500, "--n-per-density"),
-    steps: int = typer.Option(1000, "--steps"),
+    out_dir: Path = typer.Option(Path("particle_pretrain"), "--out-dir", help="Run folder (checkpoints, metrics, weights); rerun to resume."),
+    n_per_density: int = typer.Option(1500, "--n-per-density", help="Simulated images per pretraining density."),
+    steps: int = typer.Option(1000, "--steps", help="MoCo optimisation steps."),
     batch_size: int = opt.batch_size(128),
-    lr: float = typer.Option(5e-4, "--lr"),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate of MoCo."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Wall-time limit of MoCo."),
     ranker: bool = typer.Option(True, "--ranker/--no-ranker", help="Fine-tune CryoRanker."),
-    ranker_steps: int = typer.Option(400, "--ranker-steps"),
-    ranker_minutes: float = typer.Option(None, "--ranker-minutes"),
+    ranker_steps: int = typer.Option(400, "--ranker-steps", help="CryoRanker fine-tuning steps."),
+    ranker_minutes: float = typer.Option(None, "--ranker-minutes", help="Wall-time limit of the CryoRanker fine-tuning."),
     n_per_kind: int = typer.Option(150, "--n-per-kind", help="Ranker images per junk kind."),
     threads: int = opt.threads(),
     seed: int = opt.seed(),
@@ -91,7 +97,7 @@ def particles_pretrain(
         0.0, "--noise-aug", help="Max σ of independent noise added to each view (0 = off)."),
     ranker_only: bool = typer.Option(
         False, "--ranker-only", help="Only fine-tune CryoRanker on out-dir's encoder."),
-    warmup_steps: int = typer.Option(50, "--warmup-steps", min=0),
+    warmup_steps: int = typer.Option(50, "--warmup-steps", min=0, help="Linear learning-rate warm-up steps."),
     init_encoder: Path = typer.Option(
         None, "--init-encoder", help="Start MoCo from this encoder checkpoint."),
 ) -> None:
@@ -159,7 +165,7 @@ def particles_rank(
 
 def particles_cluster(
     star: Path = typer.Argument(..., help="Particle STAR file."),
-    n_clusters: int = typer.Option(8, "--n-clusters", "-k"),
+    n_clusters: int = typer.Option(8, "--n-clusters", "-k", help="Number of clusters."),
     out: Path = typer.Option(None, "--out", help="STAR with rlnClassNumber (default "
                              "<stem>_clusters.star)."),
     weights: Path = opt.weights(),
@@ -182,8 +188,12 @@ def register(app: typer.Typer) -> None:
                       "embed, rank, cluster.", no_args_is_help=True)
     app.add_typer(sub, name="particles")
 
-    sub.command("simulate")(particles_simulate)
-    sub.command("pretrain")(particles_pretrain)
-    sub.command("embed")(particles_embed)
-    sub.command("rank")(particles_rank)
-    sub.command("cluster")(particles_cluster)
+    sub.command("simulate", epilog=SIMULATE_EXAMPLE)(particles_simulate)
+    sub.command("pretrain", epilog=opt.example(
+        "cryoframe particles pretrain --out-dir particle_pretrain --steps 1000"))(particles_pretrain)
+    sub.command("embed", epilog=opt.example(
+        "cryoframe particles embed particles.star --out features.npy"))(particles_embed)
+    sub.command("rank", epilog=opt.example(
+        "cryoframe particles rank particles.star --out ranked.star", "cryoframe rank particles.star --int8"))(particles_rank)
+    sub.command("cluster", epilog=opt.example(
+        "cryoframe particles cluster particles.star -k 8"))(particles_cluster)

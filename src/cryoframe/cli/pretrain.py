@@ -76,7 +76,8 @@ def pretrain(
 
 def register(app: typer.Typer) -> None:
     """Add the ``pretrain`` command."""
-    app.command("pretrain")(pretrain)
+    app.command("pretrain", epilog=opt.example(
+        "cryoframe pretrain --config pretrain.yaml --out pretrain_out"))(pretrain)
 
 
 def _supervised(config: Path | None, out: Path, steps, batch_size, lr, threads, seed,

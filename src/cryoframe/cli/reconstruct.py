@@ -28,7 +28,7 @@ def reconstruct(
         "from an optimisation set or <stem>_tomograms.star next to STAR)."),
     pad: int = typer.Option(1, "--pad", min=1, max=4,
                             help="Fourier oversampling (2 = RELION's, ~8× slower)."),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per batch (memory vs speed)."),
     mask_radius_px: float = typer.Option(None, "--mask-radius-px",
                                          help="Soft-sphere mask radius (default 0.4 box)."),
     seed: int = opt.seed(help="Random half split without rlnRandomSubset."),
@@ -66,4 +66,5 @@ def reconstruct(
 
 def register(app: typer.Typer) -> None:
     """Add the ``reconstruct`` command."""
-    app.command("reconstruct")(reconstruct)
+    app.command("reconstruct", epilog=opt.example(
+        "cryoframe reconstruct particles.star --out recon/"))(reconstruct)

@@ -24,9 +24,9 @@ def refine(
     global_search: bool = typer.Option(None, "--global/--local",
                                        help="Global SO(3) search first (default: only "
                                        "when the STAR has no angles)."),
-    global_step_deg: float = typer.Option(10.0, "--global-step-deg"),
-    max_iterations: int = typer.Option(8, "--max-iterations", min=1),
-    batch_size: int = typer.Option(256, "--batch-size", min=1),
+    global_step_deg: float = typer.Option(10.0, "--global-step-deg", help="SO(3) grid step of the global search (degrees)."),
+    max_iterations: int = typer.Option(8, "--max-iterations", min=1, help="Refinement iterations at most."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Images per batch (memory vs speed)."),
     seed: int = opt.seed(help="Random half split without rlnRandomSubset."),
     threads: int = opt.threads(),
 ) -> None:
@@ -51,4 +51,5 @@ def refine(
 
 def register(app: typer.Typer) -> None:
     """Add the ``refine`` command."""
-    app.command("refine")(refine)
+    app.command("refine", epilog=opt.example(
+        "cryoframe refine particles.star --reference initial_model.mrc --out refine/"))(refine)

@@ -45,15 +45,18 @@ def sim_structures(
     sources: list[str] = typer.Argument(..., help="Bundled IDs (3J9I), PDB/mmCIF or MRC."),
     out: Path = typer.Option(..., "--out", help="Output folder for the MRC maps."),
     config: Path = opt.config("DensityConfig"),
-    voxel_size_angstrom: float = typer.Option(None, "--voxel-size"),
-    resolution_angstrom: float = typer.Option(None, "--resolution"),
+    voxel_size_angstrom: float = opt.pixel_size(
+        help="Voxel size of the maps in Å (default from DensityConfig)."),
+    voxel_size_alias: float = opt.pixel_size_alias("--voxel-size"),
+    resolution_angstrom: float = typer.Option(None, "--resolution", help="Resolution of the density maps in Å (default from DensityConfig)."),
     family: int = typer.Option(0, "--family", help="Also derive N compositional variants."),
     seed: int = opt.seed(),
 ) -> None:
     """Atomic models → density maps (+ structure-family variants with provenance)."""
     from cryoframe.simulate.config import DensityConfig, load_config
 
-    cfg = load_config(DensityConfig, config, voxel_size_angstrom=voxel_size_angstrom,
+    cfg = load_config(DensityConfig, config,
+                      voxel_size_angstrom=opt.merge(voxel_size_angstrom, voxel_size_alias),
                       resolution_angstrom=resolution_angstrom)
     out.mkdir(parents=True, exist_ok=True)
     _per_run_record(out, cfg)
@@ -90,11 +93,11 @@ def sim_tomograms(
     sources: list[str] = typer.Argument(..., help="One density source per class."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
     config: Path = opt.config("TomogramConfig"),
-    n_tomograms: int = typer.Option(1, "--n-tomograms"),
-    n_particles: int = typer.Option(None, "--n-particles"),
+    n_tomograms: int = typer.Option(1, "--n-tomograms", help="Number of tomograms."),
+    n_particles: int = typer.Option(None, "--n-particles", help="Particles per tomogram (default from TomogramConfig)."),
     tilt_min_deg: float = opt.tilt_min(None),
     tilt_max_deg: float = opt.tilt_max(None),
-    ctf: bool = typer.Option(None, "--ctf/--no-ctf"),
+    ctf: bool = typer.Option(None, "--ctf/--no-ctf", help="Apply the CTF to the tilt images (default from TomogramConfig)."),
     seed: int = opt.seed(),
 ) -> None:
     """Virtual samples → tilt series (MRCS), WBP tomograms (MRC), ground truth (STAR)."""
@@ -126,7 +129,7 @@ def sim_subtomograms(
     out: Path = typer.Option(..., "--out", help="Store directory (*.zarr)."),
     config: Path = opt.config("SubtomogramDatasetConfig"),
     structures: list[str] = typer.Option(None, "--structure", help="Repeat per class."),
-    n_per_class: int = typer.Option(None, "--n-per-class"),
+    n_per_class: int = typer.Option(None, "--n-per-class", help="Subtomograms per class (default from the config)."),
     path: str = typer.Option(None, "--path", help="'fast' or 'full'."),
     seed: int = opt.seed(None),
     shard: str = typer.Option(None, "--shard", help="k/n: this job's share of the units."),
@@ -184,11 +187,15 @@ def register(app: typer.Typer) -> None:
                       no_args_is_help=True)
     app.add_typer(sim, name="simulate")
 
-    sim.command("structures")(sim_structures)
-    sim.command("tomograms")(sim_tomograms)
-    sim.command("subtomograms")(sim_subtomograms)
+    sim.command("structures", epilog=opt.example(
+        "cryoframe simulate structures 3J9I 1BXN --out maps/ --pixel-size 10"))(sim_structures)
+    sim.command("tomograms", epilog=opt.example(
+        "cryoframe simulate tomograms 3J9I 1BXN --out tomos/ --n-tomograms 2"))(sim_tomograms)
+    sim.command("subtomograms", epilog=opt.example(
+        "cryoframe simulate subtomograms --out store.zarr --structure 3J9I --structure 1BXN --n-per-class 64"))(sim_subtomograms)
     # the same command as `cryoframe particles simulate` (one implementation, same flags)
-    sim.command("particles")(particles_cli.particles_simulate)
+    sim.command("particles", epilog=particles_cli.SIMULATE_EXAMPLE)(
+        particles_cli.particles_simulate)
 
 
 def _per_run_record(out: Path, cfg) -> None:

@@ -24,10 +24,10 @@ def wizard(
                                   help="Top-ranked fractions for the initial models."),
     tau: float = typer.Option(0.4, "--tau", help="Score threshold of stage 3."),
     n_parts: int = typer.Option(4, "--parts", min=1, help="n of stage 3."),
-    cfar_threshold: float = typer.Option(0.15, "--cfar-threshold"),
+    cfar_threshold: float = typer.Option(0.15, "--cfar-threshold", help="cFAR above which an initial model qualifies (below: orientation module)."),
     n_clusters: int = typer.Option(8, "--clusters", min=1, help="n' of the PO module."),
-    refine_iterations: int = typer.Option(3, "--refine-iterations", min=1),
-    abinitio_subset: int = typer.Option(1000, "--abinitio-subset", min=10),
+    refine_iterations: int = typer.Option(3, "--refine-iterations", min=1, help="Refinement iterations per candidate."),
+    abinitio_subset: int = typer.Option(1000, "--abinitio-subset", min=10, help="Particles in the ab initio subset."),
     contrast: str = opt.contrast(),
     seed: int = opt.seed(),
     threads: int = opt.threads(),
@@ -68,4 +68,5 @@ def wizard(
 
 def register(app: typer.Typer) -> None:
     """Add the ``wizard`` command."""
-    app.command("wizard")(wizard)
+    app.command("wizard", epilog=opt.example(
+        "cryoframe wizard particles.star --out wizard/"))(wizard)
