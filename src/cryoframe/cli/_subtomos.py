@@ -16,7 +16,7 @@ from cryoframe.baselines.invariant_features import invariant_features
 from cryoframe.fourier.contrast import contrast_relation, resolve_contrast
 from cryoframe.fourier.resample import plan_resample, resample_volumes
 from cryoframe.io.mrc import MrcHeaderWarning, read_mrc, read_mrc_header, read_volume
-from cryoframe.io.star import read_particles, require_columns
+from cryoframe.io.star import read_particles, require_columns, table_pixel_size
 from cryoframe.models.pretrained import (
     load_encoder,
     load_encoder_file,
@@ -57,20 +57,6 @@ def select_class(table, star: Path, class_number: int | None, column: str = "rln
         raise InputError(f"no rows of class {class_number}", file=star, field=column,
                          expected=f"one of {found[:20]}")
     return dataclasses.replace(table, particles=df[keep].reset_index(drop=True))
-
-
-def table_pixel_size(table) -> float | None:
-    """Voxel size from ``rlnImagePixelSize`` / ``rlnTomoSubtomogramPixelSize`` / ``rlnPixelSize``
-    (particle columns or optics groups), else ``None``.
-    """
-    df = table.particles
-    for col in ("rlnImagePixelSize", "rlnTomoSubtomogramPixelSize", "rlnPixelSize"):
-        for frame in (df, table.optics):
-            if frame is not None and col in frame.columns and len(frame):
-                v = float(frame[col].iloc[0])
-                if np.isfinite(v) and v > 0:
-                    return v
-    return None
 
 
 def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
@@ -155,7 +141,7 @@ def open_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
     when used.
     """
     from cryoframe.io.mrc import read_mrc
-    from cryoframe.io.star import read_particles, require_columns
+    from cryoframe.io.star import read_particles, require_columns, table_pixel_size
 
     table = select_class(read_particles(star), star, class_number, class_column)
     df = table.particles

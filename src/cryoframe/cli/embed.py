@@ -28,10 +28,10 @@ import typer
 from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
 from cryoframe.cli import _options as opt
-from cryoframe.cli._subtomos import encoder_and_sampling, resolve, select_class, table_pixel_size
+from cryoframe.cli._subtomos import encoder_and_sampling, resolve, select_class
 from cryoframe.fourier.resample import plan_resample, resample_volumes
 from cryoframe.io.mrc import read_mrc
-from cryoframe.io.star import read_particles
+from cryoframe.io.star import read_particles, table_pixel_size
 from cryoframe.models.pretrained import shipped_encoder_path
 from cryoframe.train.loop import embed_for_inference
 from cryoframe.train.subtomo_data import StoreSource

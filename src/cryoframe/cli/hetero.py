@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from cryoframe._errors import InputError
 from cryoframe._record import write_run_record
 from cryoframe.cli import _options as opt
 from cryoframe.data import structure_path, trajectory_paths
 from cryoframe.geometry.rotations import so3_grid
-from cryoframe.hetero.dataset import save_dataset
-from cryoframe.hetero.decoders import LatentTable, load_decoder_state, make_decoder
+from cryoframe.hetero.dataset import load_dataset, save_dataset
+from cryoframe.hetero.ensemble import load_template
+from cryoframe.hetero.graph import build_backbone_graph
 from cryoframe.hetero.images import ImagingConfig, simulate_images
 from cryoframe.hetero.outputs import (
     pick_models_along_pc1,
@@ -23,6 +22,8 @@ from cryoframe.hetero.outputs import (
     write_ca_models_pdb,
     write_results_star,
 )
+from cryoframe.hetero.rmsd import kabsch_rmsd
+from cryoframe.hetero.run import load_trained_run, template_tensor
 from cryoframe.hetero.train import TrainConfig, predict_conformations, train_autodecoder
 
 
@@ -97,11 +98,6 @@ def hetero_train(
     resume: bool = typer.Option(False, "--resume", help="Continue from out/checkpoint.pt."),
 ) -> None:
     """Fit the autodecoder (GCN or MLP) to the images, with known or ESL-estimated poses."""
-    from cryoframe.hetero.dataset import load_dataset
-    from cryoframe.hetero.ensemble import load_template
-    from cryoframe.hetero.graph import build_backbone_graph
-    from cryoframe.hetero.rmsd import kabsch_rmsd
-
     console = Console()
     data = load_dataset(dataset)
     tmpl = load_template(_template_path(template), chain, data.imaging.voltage_kv)
@@ -119,7 +115,7 @@ def hetero_train(
     line = f"trained {cfg.decoder} ({res.n_weights} weights) in {res.wall_s:.0f} s"
     if truth is not None:
         start = kabsch_rmsd(
-            torch_template(tmpl)[None].expand(truth.shape[0], -1, -1), truth).mean()
+            template_tensor(tmpl)[None].expand(truth.shape[0], -1, -1), truth).mean()
         line += (f"; mean C-alpha RMSD {float(res.rmsd_angstrom.mean()):.2f} Å "
                  f"(template {float(start):.2f} Å)")
     console.print(line)
@@ -131,30 +127,11 @@ def hetero_evaluate(
     n_models: int = typer.Option(20, help="Models in the PDB (along latent PC1)."),
 ) -> None:
     """Write predicted models (multi-model PDB), latent plot, RMSD histogram, per-image STAR."""
-    import torch
-
-    from cryoframe.hetero.dataset import load_dataset
-    from cryoframe.hetero.ensemble import load_template
-    from cryoframe.hetero.graph import build_backbone_graph
-    from cryoframe.hetero.rmsd import kabsch_rmsd
-
     console = Console()
-    rec_path, ckpt_path = run / "run.json", run / "checkpoint.pt"
-    if not rec_path.exists() or not ckpt_path.exists():
-        raise InputError("not a training run folder", file=run,
-                         expected="run.json and checkpoint.pt from 'cryoframe hetero train'")
-    rec = json.loads(rec_path.read_text())
-    rec = rec.get("config", rec)  # the run record keeps the options under "config"
-    data = load_dataset(rec["dataset"])
-    tmpl = load_template(rec["template"], rec["chain"], data.imaging.voltage_kv)
-    graph = build_backbone_graph(tmpl.backbone_zyx_angstrom, tmpl.residue_names)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    cfg = state["config"]
-    dec = make_decoder(cfg["decoder"], torch_template(tmpl), graph.edge_index,
-                       cfg["latent_dim"])
-    load_decoder_state(dec, state, ckpt_path)
-    lat = LatentTable(len(data.images), cfg["latent_dim"])
-    lat.load_state_dict(state["latents"])
+    trained = load_trained_run(run)
+    data, tmpl, cfg, state_support = (trained.data, trained.template, trained.config,
+                                      trained.support)
+    dec, lat = trained.decoder, trained.latents
     pred = predict_conformations(dec, lat)
     z = lat.table.weight.detach()
     picks = pick_models_along_pc1(z, n_models)
@@ -164,16 +141,16 @@ def hetero_evaluate(
     rmsd = None
     if truth is not None:
         rmsd = kabsch_rmsd(pred, truth).numpy()
-        start = kabsch_rmsd(torch_template(tmpl)[None].expand(truth.shape[0], -1, -1), truth)
+        start = kabsch_rmsd(template_tensor(tmpl)[None].expand(truth.shape[0], -1, -1), truth)
         plot_rmsd_histogram(run / "rmsd_histogram.png",
                             {"template": start.numpy(), "prediction": rmsd})
     plot_latents(run / "latents.png", z,
                  None if data.conformation is None else data.conformation.numpy(),
                  "true conformation index")
     rotations = None
-    if cfg["poses"] == "esl" and state.get("support") is not None:
+    if cfg["poses"] == "esl" and state_support is not None:
 
-        rotations = so3_grid(cfg["esl_grid_step_deg"])[state["support"][:, 0]]
+        rotations = so3_grid(cfg["esl_grid_step_deg"])[state_support[:, 0]]
     write_results_star(run / "particles_hetero.star", data.table, z, rotations, rmsd)
     msg = f"wrote models.pdb ({len(picks)} models), latents.png, particles_hetero.star"
     if rmsd is not None:
@@ -196,9 +173,3 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(hetero, name="hetero")
 
-
-def torch_template(tmpl):
-    """Template C-alpha trace as a float32 tensor `(n_res, 3)`."""
-    import torch
-
-    return torch.as_tensor(tmpl.ca_zyx_angstrom, dtype=torch.float32)

@@ -345,6 +345,23 @@ def pixel_size_angstrom(table: ParticleTable | pd.DataFrame, *, file: str | Path
                      expected="rlnImagePixelSize, or rlnDetectorPixelSize and rlnMagnification")
 
 
+def table_pixel_size(table: ParticleTable) -> float | None:
+    """One pixel (voxel) size for the whole table, in Å, else ``None``.
+
+    The first finite positive value of ``rlnImagePixelSize`` / ``rlnTomoSubtomogramPixelSize`` /
+    ``rlnPixelSize`` in the particle columns or the optics groups (subtomogram tables); use
+    :func:`pixel_size_angstrom` for per-particle values of 2D stacks.
+    """
+    df = table.particles
+    for col in ("rlnImagePixelSize", "rlnTomoSubtomogramPixelSize", "rlnPixelSize"):
+        for frame in (df, table.optics):
+            if frame is not None and col in frame.columns and len(frame):
+                v = float(frame[col].iloc[0])
+                if np.isfinite(v) and v > 0:
+                    return v
+    return None
+
+
 def _origin_angstrom(df: pd.DataFrame, file: Path | None,
                      pixel_size: float | np.ndarray | None, table: Any) -> np.ndarray:
     """RELION origins as `(n, 3)` zyx in Å (zeros where absent)."""
