@@ -10,7 +10,8 @@ from rich.console import Console
 from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
 from cryoframe.cli import _options as opt
-from cryoframe.cli._subtomos import (
+from cryoframe.io.star import particles_with_poses, write_particles
+from cryoframe.subtomograms.reading import (
     contrast_signs,
     load_subtomograms,
     pair_encoder_and_sampling,
@@ -18,7 +19,6 @@ from cryoframe.cli._subtomos import (
     to_encoder_sampling,
     wedge,
 )
-from cryoframe.io.star import particles_with_poses, write_particles
 from cryoframe.tasks.align import LearnedAligner
 from cryoframe.tasks.fft_align import FFTAligner
 

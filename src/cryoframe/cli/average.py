@@ -11,7 +11,10 @@ from cryoframe._atomic import atomic_savefig
 from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
 from cryoframe.cli import _options as opt
-from cryoframe.cli._subtomos import (
+from cryoframe.fourier.resample import plan_resample
+from cryoframe.io.mrc import write_mrc
+from cryoframe.io.star import ParticleTable, particles_with_poses, write_particles
+from cryoframe.subtomograms.reading import (
     contrast_signs,
     encoder_from,
     load_subtomograms,
@@ -21,9 +24,6 @@ from cryoframe.cli._subtomos import (
     to_encoder_sampling,
     wedge,
 )
-from cryoframe.fourier.resample import plan_resample
-from cryoframe.io.mrc import write_mrc
-from cryoframe.io.star import ParticleTable, particles_with_poses, write_particles
 from cryoframe.tasks.align import LearnedAligner
 from cryoframe.tasks.average import VolumeSource, average_subtomograms
 from cryoframe.tasks.fft_align import FFTAligner

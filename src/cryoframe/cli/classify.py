@@ -11,9 +11,9 @@ from cryoframe._atomic import atomic_path, atomic_savefig
 from cryoframe._errors import InputError
 from cryoframe._record import write_timestamped_record
 from cryoframe.cli import _options as opt
-from cryoframe.cli._subtomos import features as embed
-from cryoframe.cli._subtomos import load_subtomograms
 from cryoframe.io.star import write_particles
+from cryoframe.subtomograms.reading import features as embed
+from cryoframe.subtomograms.reading import load_subtomograms
 from cryoframe.tasks.classify import classify_from_labelled, confusion_matrix
 
 

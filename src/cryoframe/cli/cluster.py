@@ -9,9 +9,9 @@ from rich.console import Console
 
 from cryoframe._record import write_timestamped_record
 from cryoframe.cli import _options as opt
-from cryoframe.cli._subtomos import features as embed
-from cryoframe.cli._subtomos import load_subtomograms
 from cryoframe.io.star import write_particles
+from cryoframe.subtomograms.reading import features as embed
+from cryoframe.subtomograms.reading import load_subtomograms
 from cryoframe.tasks.cluster import cluster_embeddings, embed_2d, plot_clusters, umap_available
 
 

@@ -1,4 +1,4 @@
-"""Shared plumbing of the subtomogram commands (classify, cluster, align, average).
+"""Reading subtomograms for the subtomogram commands (classify, cluster, align, average, embed).
 
 Input: a RELION particle STAR whose ``rlnImageName`` rows name one MRC subtomogram each
 (paths relative to the STAR file's folder, or to the working directory as RELION writes them).
@@ -120,8 +120,7 @@ class StarVolumes:
         return len(self.names)
 
     def get(self, indices) -> dict:
-        from cryoframe.io.mrc import read_mrc
-
+        """``{"clean": (k, n, n, n) float32}`` of the rows ``indices``."""
         vols = []
         for i in np.asarray(indices, dtype=np.int64):
             path = resolve(self.star, self.names[int(i)])
