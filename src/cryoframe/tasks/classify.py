@@ -144,6 +144,39 @@ class MLPHead(nn.Module):
         return self.net(self.norm(x))
 
 
+def fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+                   batch_size: int, optimizer, scheduler, generator: torch.Generator,
+                   transform=None, min_batch: int = 1, validate=None) -> nn.Module:
+    """Cross-entropy training of a classifier over shuffled mini-batches; the one loop of the
+    MLP head and the 3D CNN baseline.
+
+    Each epoch draws a permutation from ``generator``; batches smaller than ``min_batch`` are
+    skipped; ``transform(batch, generator)`` augments a batch. With ``validate(model) → accuracy``
+    the weights of the best epoch are kept (else the last). Returns the model in eval mode.
+    """
+    best_acc, best_state = -1.0, None
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            idx = perm[start:start + batch_size]
+            if len(idx) < min_batch:
+                continue
+            xb = x[idx] if transform is None else transform(x[idx], generator)
+            loss = nn.functional.cross_entropy(model(xb), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        if validate is not None:
+            acc = validate(model)
+            if acc > best_acc:
+                best_acc, best_state = acc, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval()
+
+
 def train_mlp_head(
     train_emb,
     train_y,
@@ -188,24 +221,10 @@ def train_mlp_head(
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * max(1, (len(xt) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    best_acc, best_state = -1.0, None
-    for _ in range(epochs):
-        head.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        for start in range(0, len(xt), batch_size):
-            idx = perm[start:start + batch_size]
-            loss = nn.functional.cross_entropy(head.forward(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        if val_emb is not None:
-            acc = float((predict_mlp_head(head, val_emb).argmax(1) == np.asarray(val_y)).mean())
-            if acc > best_acc:
-                best_acc, best_state = acc, copy.deepcopy(head.state_dict())
-    if best_state is not None:
-        head.load_state_dict(best_state)
-    return head.eval()
+    validate = None if val_emb is None else (
+        lambda m: float((predict_mlp_head(m, val_emb).argmax(1) == np.asarray(val_y)).mean()))
+    return fit_classifier(head, xt, yt, epochs=epochs, batch_size=batch_size, optimizer=opt,
+                          scheduler=sched, generator=gen, validate=validate)
 
 
 @torch.no_grad()
