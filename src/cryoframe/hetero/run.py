@@ -14,6 +14,7 @@ from cryoframe.hetero.dataset import HeteroDataset, load_dataset
 from cryoframe.hetero.decoders import LatentTable, load_decoder_state, make_decoder
 from cryoframe.hetero.ensemble import Template, load_template
 from cryoframe.hetero.graph import BackboneGraph, build_backbone_graph
+from cryoframe.train.checkpoint import load_state
 
 
 def template_tensor(template: Template) -> torch.Tensor:
@@ -50,7 +51,7 @@ def load_trained_run(run: str | Path) -> TrainedRun:
     data = load_dataset(rec["dataset"])
     tmpl = load_template(rec["template"], rec["chain"], data.imaging.voltage_kv)
     graph = build_backbone_graph(tmpl.backbone_zyx_angstrom, tmpl.residue_names)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    state = load_state(ckpt_path)
     cfg = state["config"]
     dec = make_decoder(cfg["decoder"], template_tensor(tmpl), graph.edge_index,
                        cfg["latent_dim"])
