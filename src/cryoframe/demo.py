@@ -24,6 +24,7 @@ Every figure in the report is measured in this run with the stated seed.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,10 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
              console=None, weights: str | Path | None = None) -> Path:
     """Run the demo pipeline and write ``out_dir/report.html``; returns its path.
 
+    The six stages run in order (:func:`_densities`, :func:`_tomogram`, :func:`_embedding`,
+    :func:`_classification`, :func:`_alignment`, :func:`_averaging`), sharing one seeded
+    generator so that every draw is the same as in one straight run.
+
     Parameters
     ----------
     out_dir : str or Path
@@ -129,20 +134,65 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         Subtomogram encoder file written by ``cryoframe pretrain`` for the embedding stage;
         default: the shipped encoder (the learned aligner always uses the shipped pair encoder).
     """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    torch.manual_seed(seed)
+    run = _Run(out, seed, quick, console, torch.Generator().manual_seed(seed))
+    section1, dens = _densities(run)
+    sections = [section1, _tomogram(run, dens)]
+    emb = _embedding(run, dens, weights)
+    pair_encoder = load_pair_encoder()
+    sections += [_classification(run, emb), _alignment(run, emb, pair_encoder),
+                 _averaging(run, emb)]
+    wall = time.perf_counter() - t_start
+    sections.append(Section("Run", [f"seed {seed}, quick={quick}, total wall time {wall:.0f} s, "
+                                    f"torch threads {torch.get_num_threads()}."]))
+    report = write_report(out / "report.html", "cryoframe demo", sections)
+    _log(console, f"report: {report}")
+    return report
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every stage of one demo run shares."""
+
+    out: Path
+    seed: int
+    quick: bool
+    console: object
+    gen: torch.Generator  #: the one generator of the run's random draws, in stage order
+
+
+@dataclass(frozen=True)
+class _Embedded:
+    """The subtomograms of stage 3 and their embeddings (used by stages 4–6)."""
+
+    sim: FastSubtomogramSimulator
+    labels: np.ndarray
+    clean: torch.Tensor
+    noisy: torch.Tensor
+    emb_clean: np.ndarray
+    emb_noisy: np.ndarray
+    enc_meta: dict
+    weights_name: str
+    embed_rate: float
+    n_per: int
+    snr: float
+
+
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    sections: list[Section] = []
-    t_start = time.perf_counter()
-    torch.manual_seed(seed)
 
-    # 1. densities -------------------------------------------------------------------------
-
+def _densities(run: _Run) -> tuple[Section, list]:
+    """Stage 1: densities of the demo classes from their atomic models."""
+    out, console = run.out, run.console
     _log(console, "[1/6] densities from atomic models")
     dens = [load_density(c) for c in DEMO_CLASSES]
     for c, d in zip(DEMO_CLASSES, dens, strict=True):
@@ -150,17 +200,20 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     png = _slices_png([d.data for d in dens], [f"{c} ({d.box_size_px}³)" for c, d in
                                                 zip(DEMO_CLASSES, dens, strict=True)],
                       out / "densities.png")
-    sections.append(Section(
+    return Section(
         "1. Densities from atomic models",
         [f"Coulomb potential with gemmi electron form factors, 2 Å fine grid, Fourier-cropped "
          f"to 10 Å/voxel, low-passed to 30 Å; maps written to {out / 'maps'}."],
         [Table(["class", "box (voxels)", "source"],
                [[c, str(d.box_size_px), str(d.provenance.get("file", ""))]
                 for c, d in zip(DEMO_CLASSES, dens, strict=True)])],
-        [(png, "Central slices of the density maps")]))
+        [(png, "Central slices of the density maps")]), dens
 
-    # 2. full tilt-series path --------------------------------------------------------------
 
+def _tomogram(run: _Run, dens: list) -> Section:
+    """Stage 2: the full CryoEngine path on a small virtual sample."""
+    out, console, seed, quick = run.out, run.console, run.seed, run.quick
+    plt = _pyplot()
     _log(console, "[2/6] full CryoEngine path: scene → tilt series → WBP → extraction")
     shape = (64, 192, 192) if quick else (96, 256, 256)
     tcfg = TomogramConfig(shape_zyx_px=shape, n_particles=12 if quick else 24, ctf=True)
@@ -183,7 +236,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         a.set_yticks([])
         _scale_bar(a, img.shape, voxel_a, 500.0)
     png2 = _savefig(fig, out / "tomogram.png")
-    sections.append(Section(
+    return Section(
         "2. Full CryoEngine path",
         [f"Virtual sample {shape[2]}×{shape[1]}×{shape[0]} voxels, {len(tomo.scene.class_ids)} "
          f"particles placed by Poisson-disk sampling; tilt series −60…+60° in 2° steps with "
@@ -191,15 +244,16 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
          f"back-projection; {len(ex.table)} subtomograms extracted (32³) and written as MRC + "
          f"RELION STAR to {out / 'subtomograms'}. Wall time {t_tomo:.1f} s."],
         [Table(["stage", "seconds"], [[k, f"{v:.2f}"] for k, v in tomo.timings_s.items()])],
-        [(png2, "Reconstructed tomogram and a tilt image")]))
+        [(png2, "Reconstructed tomogram and a tilt image")])
 
-    # 3. subtomograms as the full path makes them + embedding --------------------------------
 
+def _embedding(run: _Run, dens: list, weights: str | Path | None) -> _Embedded:
+    """Stage 3: subtomograms as the tilt-series path makes them, embedded by the encoder."""
+    console, quick, gen = run.console, run.quick, run.gen
     _log(console, "[3/6] tilt-series-like subtomograms at SNR 0.1 and embedding with the "
                   "shipped encoder")
     n_per = 40 if quick else 120
     snr = 0.1
-    gen = torch.Generator().manual_seed(seed)
     labels = np.repeat(np.arange(len(DEMO_CLASSES)), n_per)
     rots = random_rotations(len(labels), generator=gen)
     shifts = (torch.rand(len(labels), 3, generator=gen) * 2 - 1)
@@ -219,12 +273,20 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     t_embed = time.perf_counter() - t0
     embed_rate = 2 * len(labels) / t_embed
     _log(console, f"      {2 * len(labels)} subtomograms embedded in {t_embed:.0f} s")
-    pair_encoder = load_pair_encoder()
 
-    # 4. classification + clustering ------------------------------------------------------------
+    return _Embedded(sim, labels, clean, noisy, emb_clean, emb_noisy, enc_meta, weights_name,
+                     embed_rate, n_per, snr)
+
+
+def _classification(run: _Run, e: _Embedded) -> Section:
+    """Stage 4: classifiers on the 1:1:8 split and k-means clustering."""
     from sklearn.metrics import adjusted_rand_score
 
-
+    out, console, seed = run.out, run.console, run.seed
+    labels, clean, noisy, emb_clean, emb_noisy = (e.labels, e.clean, e.noisy, e.emb_clean,
+                                                  e.emb_noisy)
+    n_per, snr, weights_name, enc_meta, embed_rate = (e.n_per, e.snr, e.weights_name,
+                                                      e.enc_meta, e.embed_rate)
     _log(console, "[4/6] classification (1:1:8 split) and clustering")
     split = split_1_1_8(labels, seed=seed)
     acc = evaluate_protocols(emb_clean, labels, emb_noisy, labels, split, seed=seed)
@@ -236,7 +298,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     png3 = plot_clusters(embed_2d(emb_noisy, "pca", seed=seed), cl.labels,
                          out / "clusters.png", title="k-means on embeddings (PCA view)",
                          true_labels=labels, class_names=DEMO_CLASSES)
-    sections.append(Section(
+    return Section(
         "3–4. Embedding, classification and clustering",
         [f"{n_per} subtomograms per class at random poses made as the tilt-series path makes "
          f"them (±60° wedge, WBP transfer, a |CTF| per tilt with defoci of 3–6 µm, "
@@ -253,10 +315,13 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
                 ["rotation-invariant features + logistic regression (reference)", fmt(acc_inv)]]),
          Table(["clustering", "value"],
                [["k-means++ on embeddings, adjusted Rand index", f"{ari:.3f}"]])],
-        [(png3, "Clusters of the noisy subtomograms")]))
+        [(png3, "Clusters of the noisy subtomograms")])
 
-    # 5. alignment ------------------------------------------------------------------------------
 
+def _alignment(run: _Run, e: _Embedded, pair_encoder) -> Section:
+    """Stage 5: fine-tune the transformation head, then learned vs exhaustive FFT alignment."""
+    console, seed, quick, gen = run.console, run.seed, run.quick, run.gen
+    sim, snr = e.sim, e.snr
     _log(console, "[5/6] alignment: fine-tune the transformation head, then learned vs FFT")
     n_ft = 32 if quick else 64
     ft_vols = add_noise(sim.simulate(torch.zeros(n_ft, dtype=torch.long),
@@ -293,7 +358,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         rows.append([name, f"{rot_err.mean():.2f} ± {rot_err.std():.2f}",
                      f"{frob.mean():.3f}", f"{tr_err.mean():.2f} ± {tr_err.std():.2f}",
                      f"{n_pairs / dt:.1f}"])
-    sections.append(Section(
+    return Section(
         "5. Alignment (local range)",
         [f"{n_pairs} pairs of {DEMO_CLASSES[0]} at SNR {snr}, relative rotations ≤ 15° and shifts ≤ 3 voxels, "
          f"both members with the ±60° wedge fixed in the microscope frame. The learned "
@@ -302,10 +367,15 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
          f"{DEMO_CLASSES[0]} subtomograms at SNR 1 ({len(ft_loss)} epochs, {t_ft:.0f} s, loss "
          f"{ft_loss[0]:.2f} → {ft_loss[-1]:.2f}); the backbone stays frozen."],
         [Table(["aligner", "rotation error (°)", "‖R − R̂‖_F", "translation error (voxels)",
-                "pairs/s"], rows)]))
+                "pairs/s"], rows)])
 
-    # 6. averaging ---------------------------------------------------------------------------------
 
+def _averaging(run: _Run, e: _Embedded) -> Section:
+    """Stage 6: reference-free averaging with gold-standard half maps."""
+    out, console, seed, quick, gen = run.out, run.console, run.seed, run.quick, run.gen
+    sim = e.sim
+    mask = wedge_mask((32, 32, 32))
+    plt = _pyplot()
     _log(console, "[6/6] reference-free averaging with gold-standard half maps")
     n_avg = 48 if quick else 120
     cls0 = torch.zeros(n_avg, dtype=torch.long)
@@ -346,7 +416,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     png5 = _slices_png([registered.numpy(), gt.numpy()],
                        ["average (registered onto the truth)", "ground truth"],
                        out / "average.png")
-    sections.append(Section(
+    return Section(
         "6. Reference-free subtomogram averaging",
         [f"{n_avg} subtomograms of {DEMO_CLASSES[0]} at SNR {snr_avg}, unknown poses, two "
          f"independent half sets; exhaustive FFT aligner; {len(avg.history)} iterations in "
@@ -357,14 +427,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
                  "means something only where it beats this)",
                  fmt(getattr(avg, "resolution_random_pose_angstrom", None))],
                 ["FSC 0.5 vs ground truth (Å)", fmt(avg.resolution_vs_gt_angstrom)]])],
-        [(png4, "FSC curves"), (png5, "Average vs ground truth")]))
-
-    wall = time.perf_counter() - t_start
-    sections.append(Section("Run", [f"seed {seed}, quick={quick}, total wall time {wall:.0f} s, "
-                                    f"torch threads {torch.get_num_threads()}."]))
-    report = write_report(out / "report.html", "cryoframe demo", sections)
-    _log(console, f"report: {report}")
-    return report
+        [(png4, "FSC curves"), (png5, "Average vs ground truth")])
 
 
 def _export_subtomograms(ex, folder: Path, class_names) -> None:
