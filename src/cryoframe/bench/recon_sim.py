@@ -48,7 +48,8 @@ from cryoframe._atomic import atomic_savefig
 from cryoframe.bench.results import SuiteResult, progress
 from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.simulate.density import load_density
-from cryoframe.simulate.particles2d import _fit_box, centre_density, simulate_particle_stack
+from cryoframe.simulate.particle_projection import _fit_box
+from cryoframe.simulate.particles2d import centre_density, simulate_particle_stack
 
 BOX = 96
 PIXEL_A = 3.0

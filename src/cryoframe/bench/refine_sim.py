@@ -42,7 +42,8 @@ from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
 from cryoframe.recon.reconstruct import read_particle_set, reconstruct_particles
 from cryoframe.recon.refine import RefineConfig, refine_particles
 from cryoframe.simulate.density import load_density
-from cryoframe.simulate.particles2d import _fit_box, centre_density, simulate_particle_stack
+from cryoframe.simulate.particle_projection import _fit_box
+from cryoframe.simulate.particles2d import centre_density, simulate_particle_stack
 
 BOX = 96
 PIXEL_A = 3.0

@@ -41,10 +41,10 @@ from cryoframe.recon.refine import RefineConfig, read_particle_set_any
 from cryoframe.recon.wizard import WizardConfig, _model_and_refine, run_wizard
 from cryoframe.simulate.density import load_density
 from cryoframe.simulate.junk2d import JUNK_KINDS, simulate_junk_set
+from cryoframe.simulate.particle_projection import _fit_box
 from cryoframe.simulate.particles2d import (
     ParticleSimConfig,
     SimulatedParticles,
-    _fit_box,
     centre_density,
     simulate_particles,
     write_particle_stack,
