@@ -20,6 +20,12 @@ _STATE = {"debug": False}
 err_console = Console(stderr=True)
 
 
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _STATE["debug"] = debug
+
+
 def build_app() -> typer.Typer:
     """Create the Typer app and let every ``cryoframe.cli`` module register its commands."""
     app = typer.Typer(
@@ -30,13 +36,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
 
-    @app.callback()
-    def _root(
-        debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    ) -> None:
-        _STATE["debug"] = debug
-
-
+    app.callback()(_root)
     for info in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=lambda m: m.name):
         if info.name in {"main"} or info.name.startswith("_"):
             continue
