@@ -24,7 +24,6 @@ import time
 import torch
 
 import cryoframe.hetero.decoders as decoders
-import cryoframe.hetero.train as train
 from cryoframe.data import structure_path, trajectory_paths
 from cryoframe.hetero.ensemble import load_ensemble, load_template
 from cryoframe.hetero.graph import build_backbone_graph
@@ -81,8 +80,6 @@ def _make_decoder(kind, x0, edge_index=None, latent_dim=8):
     return dec
 
 
-train.make_decoder = _make_decoder  # the training loop builds its decoder through this name
-
 template = load_template(structure_path("1AKE"), "A")
 ens = load_ensemble(*trajectory_paths(traj), template)
 graph = build_backbone_graph(template.backbone_zyx_angstrom, template.residue_names)
@@ -95,7 +92,7 @@ cfg = TrainConfig(**{"batch_size": 8, "epochs": 40, "log_rmsd_every": 5, "seed":
 t0 = time.time()
 res = train_autodecoder(data.images, data.defocus_angstrom, fit_noise_std or data.noise_std,
                         imaging, template, graph, cfg, rotations=data.rotations if cfg.poses == "known" else None,
-                        ground_truth_ca=truth, show_progress=False)
+                        ground_truth_ca=truth, show_progress=False, decoder_factory=_make_decoder)
 row = {"name": name, "args": argv[1:], "rmsd": float(res.rmsd_angstrom.mean()),
        "wall_s": round(time.time() - t0, 1), "snr": data.snr,
        "curve": [(h["epoch"], round(h["rmsd"], 3)) for h in res.history if "rmsd" in h]}

@@ -8,11 +8,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cryoframe._errors import InputError
 
+__all__ = ["FrozenConfig", "load_config"]
+
 M = TypeVar("M", bound=BaseModel)
+
+
+class FrozenConfig(BaseModel):
+    """Base of every configuration: frozen pydantic data, unknown keys rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def load_config(cls: type[M], config_path: str | Path | None = None, /, **overrides) -> M:
@@ -26,9 +35,6 @@ def load_config(cls: type[M], config_path: str | Path | None = None, /, **overri
         Missing file, invalid YAML, a non-mapping document, or a value that fails validation
         (the error names the field).
     """
-    import yaml
-    from pydantic import ValidationError
-
     data: dict = {}
     path = config_path
     if path is not None:

@@ -9,7 +9,7 @@ import pytest
 @pytest.fixture(scope="session")
 def small_density() -> tuple[np.ndarray, float]:
     """The bundled 10 Å 3QM1 map (46³), centred."""
-    from cryoframe.simulate.particles2d import centre_density, load_density
+    from cryoframe.simulate.particles2d import centre_density, read_density_volume
 
-    vol, vs = load_density("3QM1")
+    vol, vs = read_density_volume("3QM1")
     return centre_density(vol), vs

@@ -65,15 +65,15 @@ def test_pretrain_from_an_earlier_encoder(tmp_path):
     import pytest
 
     from cryoframe import InputError
-    from cryoframe.train.particle_loop import (ENCODER_FORMAT, PretrainConfig, pretrain_moco,
-                                               save_checkpoint)
+    from cryoframe.models.pretrained import PARTICLE_ENCODER_FORMAT, save_particle_checkpoint
+    from cryoframe.train.particle_loop import ParticlePretrainConfig, pretrain_moco
 
     torch.manual_seed(1)
     start = create_vit2d()
     with torch.no_grad():
         start.cls_token.fill_(0.25)  # a mark no fresh initialisation produces
-    init = save_checkpoint(tmp_path / "enc.pt", start, ENCODER_FORMAT, {})
-    cfg = PretrainConfig(steps=1, batch_size=8, mlp_dim=64, proj_dim=32, lr=0.0)
+    init = save_particle_checkpoint(tmp_path / "enc.pt", start, PARTICLE_ENCODER_FORMAT, {})
+    cfg = ParticlePretrainConfig(steps=1, batch_size=8, mlp_dim=64, proj_dim=32, lr=0.0)
     images = torch.randn(16, 64, 64)
     enc, hist = pretrain_moco(images, cfg, tmp_path / "ckpt.pt", init_encoder=init)
     assert hist["steps_done"] == 1

@@ -13,7 +13,7 @@ import torch
 from cryoframe.cli.main import main
 from cryoframe.io.star import read_particles
 from cryoframe.models.vit2d import ParticleRanker, create_vit2d
-from cryoframe.particles.cluster import knn_accuracy
+from cryoframe.particles.cluster import knn_split_accuracy
 from cryoframe.particles.rank import SCORE_COLUMN
 from cryoframe.particles.stack import (
     central_contrast,
@@ -23,7 +23,8 @@ from cryoframe.particles.stack import (
     prepare_images,
     read_particle_table,
 )
-from cryoframe.train.particle_loop import ENCODER_FORMAT, RANKER_FORMAT, save_checkpoint
+from cryoframe.models.pretrained import (PARTICLE_ENCODER_FORMAT, PARTICLE_RANKER_FORMAT,
+                                         save_particle_checkpoint)
 
 EMPIAR = ("particles", "empiar_10076_7", "empiar_10076_7.star")
 RELION31 = ("particles", "relion31", "relion31.star")
@@ -36,8 +37,8 @@ def checkpoints(tmp_path_factory):
     torch.manual_seed(0)
     enc = create_vit2d(**SMALL)
     rk = ParticleRanker(enc)
-    e = save_checkpoint(d / "enc.pt", enc, ENCODER_FORMAT, SMALL)
-    r = save_checkpoint(d / "rank.pt", rk, RANKER_FORMAT, SMALL)
+    e = save_particle_checkpoint(d / "enc.pt", enc, PARTICLE_ENCODER_FORMAT, SMALL)
+    r = save_particle_checkpoint(d / "rank.pt", rk, PARTICLE_RANKER_FORMAT, SMALL)
     return e, r
 
 
@@ -158,8 +159,8 @@ def test_knn_accuracy_separable_and_random():
     y = np.repeat(np.arange(4), 50)
     centres = g.normal(size=(4, 16)) * 5
     x = centres[y] + g.normal(size=(200, 16))
-    assert knn_accuracy(x, y) == 100.0
-    assert knn_accuracy(g.normal(size=(200, 16)), y) < 45.0
+    assert knn_split_accuracy(x, y) == 100.0
+    assert knn_split_accuracy(g.normal(size=(200, 16)), y) < 45.0
 
 
 def test_int8_ranker_close_to_fp32(checkpoints, data_dir, tmp_path):

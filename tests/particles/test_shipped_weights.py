@@ -6,24 +6,25 @@ import numpy as np
 import pytest
 
 from cryoframe.cli.main import main
-from cryoframe.particles.embed import load_checkpoint, load_encoder, shipped_weights
+from cryoframe.models.pretrained import (SHIPPED_PARTICLE, load_particle_encoder,
+                                         read_particle_checkpoint, shipped_path)
 from cryoframe.particles.rank import SCORE_COLUMN, load_ranker
-from cryoframe.train.particle_loop import BENCHMARK_DENSITIES, PRETRAIN_DENSITIES
+from cryoframe.data import PARTICLE_BENCHMARK_DENSITIES, PARTICLE_PRETRAIN_DENSITIES
 
-pytestmark = pytest.mark.skipif(not shipped_weights("encoder").exists()
-                                or not shipped_weights("ranker").exists(),
+pytestmark = pytest.mark.skipif(not shipped_path(SHIPPED_PARTICLE["encoder"]).exists()
+                                or not shipped_path(SHIPPED_PARTICLE["ranker"]).exists(),
                                 reason="shipped particle weights not present")
 
 
 def test_provenance_excludes_benchmark_structures():
     for kind in ("encoder", "ranker"):
-        ckpt = load_checkpoint(None, kind)
-        assert shipped_weights(kind).stat().st_size < 5e6
+        ckpt = read_particle_checkpoint(None, kind)
+        assert shipped_path(SHIPPED_PARTICLE[kind]).stat().st_size < 5e6
         dens = set(ckpt["meta"]["densities"])
-        assert dens == set(PRETRAIN_DENSITIES)
-        assert not dens & set(BENCHMARK_DENSITIES)
-    assert load_encoder().img_size == 64
-    assert load_ranker().encoder.embed_dim == load_encoder().embed_dim
+        assert dens == set(PARTICLE_PRETRAIN_DENSITIES)
+        assert not dens & set(PARTICLE_BENCHMARK_DENSITIES)
+    assert load_particle_encoder().img_size == 64
+    assert load_ranker().encoder.embed_dim == load_particle_encoder().embed_dim
 
 
 def test_default_weights_rank_and_embed_real_particles(data_dir, tmp_path):
@@ -37,5 +38,5 @@ def test_default_weights_rank_and_embed_real_particles(data_dir, tmp_path):
     feats = tmp_path / "f.npy"
     assert main(["particles", "embed", str(star), "--out", str(feats)]) == 0
     f = np.load(feats)
-    assert f.shape == (7, load_encoder().embed_dim) and np.isfinite(f).all()
+    assert f.shape == (7, load_particle_encoder().embed_dim) and np.isfinite(f).all()
     assert np.linalg.matrix_rank(f) > 1  # not a constant embedding

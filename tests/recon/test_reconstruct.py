@@ -16,7 +16,7 @@ from cryoframe.recon.insertion import FourierAccumulator, wiener_volume
 from cryoframe.recon.reconstruct import read_particle_set, reconstruct_star
 from cryoframe.simulate.particles2d import (
     centre_density,
-    load_density,
+    read_density_volume,
     project_volume,
     simulate_particle_stack,
 )
@@ -24,7 +24,7 @@ from cryoframe.simulate.particles2d import (
 
 @pytest.fixture(scope="module")
 def truth():
-    vol, vs = load_density("1BXN")
+    vol, vs = read_density_volume("1BXN")
     return centre_density(vol), vs
 
 

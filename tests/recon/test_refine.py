@@ -11,13 +11,13 @@ from cryoframe.geometry.rotations import geodesic_distance_deg
 from cryoframe.io.mrc import write_mrc
 from cryoframe.recon.reconstruct import read_particle_set, reconstruct_particles
 from cryoframe.recon.refine import RefineConfig, refine_particles, refine_star
-from cryoframe.simulate.particles2d import centre_density, load_density, simulate_particle_stack
+from cryoframe.simulate.particles2d import centre_density, read_density_volume, simulate_particle_stack
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     d = tmp_path_factory.mktemp("refine")
-    vol, vs = load_density("1U6G")
+    vol, vs = read_density_volume("1U6G")
     vol = centre_density(vol)
     star = d / "p.star"
     simulate_particle_stack("1U6G", 400, star, seed=4, box_size_px=vol.shape[0],

@@ -22,7 +22,10 @@ def _torch_load_calls():
 
 def test_every_torch_load_is_weights_only():
     calls = list(_torch_load_calls())
-    assert len(calls) >= 8  # the scan sees the package's loaders
+    # the scan sees the package's loaders (few since issue 16: models.pretrained.read_weights and
+    # train.checkpoint.load_state serve most readers)
+    assert len(calls) >= 5
+    assert any(p.name == "checkpoint.py" for p, _ in calls)
     bad = []
     for path, node in calls:
         kw = {k.arg: k.value for k in node.keywords}

@@ -12,7 +12,8 @@ from cryoframe.geometry.rotations import axis_angle_to_matrix, geodesic_distance
 from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
 from cryoframe.io.mrc import read_mrc
 from cryoframe.models import create_model
-from cryoframe.tasks.align import LearnedAligner, finetune_transform_head, load_pair_encoder
+from cryoframe.models.pretrained import load_pair_encoder
+from cryoframe.tasks.align import LearnedAligner, finetune_transform_head
 
 
 def _map() -> torch.Tensor:

@@ -11,7 +11,8 @@ import yaml
 from cryoframe.cli.main import main
 from cryoframe.io.mrc import write_mrc
 from cryoframe.io.star import write_star
-from cryoframe.train.loop import embed_for_inference, load_encoder
+from cryoframe.models.pretrained import load_pair_encoder_file
+from cryoframe.train.loop import embed_for_inference
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_embed_cli_mrc_and_star(run_dir, tmp_path):
     assert main(["embed", str(tmp_path / "parts.star"), "--out", str(out),
                  "--weights", str(weights)]) == 0
     emb = np.load(out)["embeddings"]
-    enc, _ = load_encoder(weights)
+    enc, _ = load_pair_encoder_file(weights)
     ref = embed_for_inference(enc, vols).numpy()
     assert emb.shape == (3, 64)
     assert np.allclose(emb, ref, atol=1e-5)

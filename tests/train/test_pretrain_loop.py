@@ -11,7 +11,8 @@ import torch
 from cryoframe import InputError
 from cryoframe.train.augment3d import make_nrcl_views
 from cryoframe.train.knn_monitor import knn_accuracy
-from cryoframe.train.loop import PretrainConfig, load_encoder, run_pretrain
+from cryoframe.models.pretrained import load_pair_encoder_file
+from cryoframe.train.loop import PretrainConfig, run_pretrain
 from cryoframe.train.subtomo_data import InMemorySource, iterate_batches, pretraining_densities
 
 SMALL = dict(volume_size=16, patch_size=4, embed_dim=32, depth=1, num_heads=4, head_hidden=32)
@@ -88,8 +89,8 @@ def test_run_logs_and_resumes_exactly(tmp_path):
     assert part["steps_done"] == 2
     rest = run_pretrain(_cfg(), tmp_path / "b", source=src)
     assert rest["start_step"] == 2 and rest["steps_done"] == 4
-    enc_a, _ = load_encoder(tmp_path / "a" / "encoder.pt")
-    enc_b, meta = load_encoder(tmp_path / "b" / "encoder.pt")
+    enc_a, _ = load_pair_encoder_file(tmp_path / "a" / "encoder.pt")
+    enc_b, meta = load_pair_encoder_file(tmp_path / "b" / "encoder.pt")
     assert meta["steps"] == 4
     for (name, pa), pb in zip(enc_a.state_dict().items(), enc_b.state_dict().values()):
         assert torch.equal(pa, pb), name

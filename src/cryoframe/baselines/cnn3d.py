@@ -9,13 +9,12 @@ best validation accuracy is kept.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from cryoframe._errors import InputError
+from cryoframe.tasks.classify import fit_classifier
 
 __all__ = ["SmallCNN3d", "train_cnn3d", "predict_cnn3d"]
 
@@ -77,37 +76,16 @@ def _random_rot90(x: Tensor, gen: torch.Generator) -> Tensor:
     return out
 
 
-def train_cnn3d(
-    train_x,
-    train_y,
-    val_x=None,
-    val_y=None,
-    *,
-    n_classes: int | None = None,
-    epochs: int = 10,
-    batch_size: int = 32,
-    lr: float = 2e-3,
-    width: int = 8,
-    seed: int = 0,
-) -> SmallCNN3d:
-    """Train :class:`SmallCNN3d` from scratch.
+def train_cnn3d(train_x, train_y, val_x=None, val_y=None, *, n_classes: int | None = None,
+                epochs: int = 10, batch_size: int = 32, lr: float = 2e-3, width: int = 8,
+                seed: int = 0) -> SmallCNN3d:
+    """Train :class:`SmallCNN3d` from scratch on `(B, n, n, n)` subtomograms.
 
-    Parameters
-    ----------
-    train_x, val_x : array or Tensor
-        `(B, n, n, n)` subtomograms (each is standardised to zero mean, unit variance).
-    train_y, val_y : array
-        `(B,)` integer labels in ``[0, n_classes)``.
-    n_classes : int, optional
-        Defaults to ``max(train_y) + 1``.
-    epochs, batch_size, lr, width, seed
-        Optimisation settings (AdamW, cosine schedule) and the model width.
-
-    Returns
-    -------
-    SmallCNN3d
-        The model (eval mode) at the epoch with the best validation accuracy (last epoch if no
-        validation set is given).
+    The arguments are those of :func:`cryoframe.tasks.classify.train_mlp_head` with volumes
+    (each standardised to zero mean, unit variance) in place of embeddings, ``width`` the channel
+    width, AdamW with a one-cycle schedule and random 90° rotations as augmentation (the loop is
+    :func:`cryoframe.tasks.classify.fit_classifier`). Returns the model (eval mode) at the epoch
+    with the best validation accuracy (the last epoch without a validation set).
     """
     x = _standardise(torch.as_tensor(np.asarray(train_x), dtype=torch.float32))
     y = torch.as_tensor(np.asarray(train_y), dtype=torch.long)
@@ -121,27 +99,11 @@ def train_cnn3d(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * max(1, (len(x) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    best_acc, best_state = -1.0, None
-    for _ in range(epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x), batch_size):
-            idx = perm[start:start + batch_size]
-            if len(idx) < 2:
-                continue
-            xb = _random_rot90(x[idx], gen)
-            loss = nn.functional.cross_entropy(model(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        if val_x is not None:
-            acc = float((predict_cnn3d(model, val_x).argmax(1) == np.asarray(val_y)).mean())
-            if acc > best_acc:
-                best_acc, best_state = acc, copy.deepcopy(model.state_dict())
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return model.eval()
+    validate = None if val_x is None else (
+        lambda m: float((predict_cnn3d(m, val_x).argmax(1) == np.asarray(val_y)).mean()))
+    return fit_classifier(model, x, y, epochs=epochs, batch_size=batch_size, optimizer=opt,
+                          scheduler=sched, generator=gen, transform=_random_rot90, min_batch=2,
+                          validate=validate)
 
 
 @torch.no_grad()

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
-from cryoframe.baselines.fft_align import FFTAligner
+from cryoframe.fourier.contrast import contrast_relation
+from cryoframe.tasks.fft_align import FFTAligner
 
 __all__ = ["template_match_scores", "classify_by_templates"]
 
@@ -65,7 +66,6 @@ def template_match_scores(
     elif contrast == "auto":
         import warnings
 
-        from cryoframe.fourier.contrast import contrast_relation
 
         rel = contrast_relation(x, t.mean(0))
         if rel.sign < 0:

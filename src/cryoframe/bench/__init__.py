@@ -14,15 +14,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from cryoframe._errors import InputError
+
 SUITE_MODULE_PREFIX = "cryoframe.bench."
 
 
 def available_suites() -> list[str]:
     """Names of the suites present in this installation (dash-separated, as on the CLI)."""
-    import cryoframe.bench as pkg
-
     names = []
-    for info in pkgutil.iter_modules(pkg.__path__):
+    for info in pkgutil.iter_modules(__path__):
         if info.name.startswith("_") or info.name in {"results"}:
             continue
         names.append(info.name.replace("_", "-"))
@@ -31,8 +31,6 @@ def available_suites() -> list[str]:
 
 def load_suite(name: str):
     """Import the module of suite ``name`` (e.g. ``"sub5-classify"``)."""
-    from cryoframe._errors import InputError
-
     if name not in available_suites():
         raise InputError(
             f"unknown benchmark suite '{name}'", field="suite",

@@ -24,6 +24,14 @@ import numpy as np
 import torch
 
 from cryoframe.bench.results import SuiteResult
+from cryoframe.data import structure_path, trajectory_paths
+from cryoframe.geometry.rotations import geodesic_distance_deg, so3_grid
+from cryoframe.hetero.ensemble import load_ensemble, load_template
+from cryoframe.hetero.graph import build_backbone_graph
+from cryoframe.hetero.images import ImagingConfig, simulate_images
+from cryoframe.hetero.outputs import plot_latents, plot_rmsd_histogram
+from cryoframe.hetero.rmsd import kabsch_rmsd
+from cryoframe.hetero.train import TrainConfig, train_autodecoder
 
 PAPER = {
     "rmsd_gnn_r2_known": 1.09, "rmsd_mlp_r2_known": 1.24,
@@ -46,22 +54,12 @@ SETTINGS = {
 
 
 def _geodesic_deg(r1: torch.Tensor, r2: torch.Tensor) -> np.ndarray:
-    from cryoframe.geometry.rotations import geodesic_distance_deg
 
     return geodesic_distance_deg(r1.to(torch.float64), r2.to(torch.float64)).numpy()
 
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite; see the module docstring for the protocol."""
-    from cryoframe.data import structure_path, trajectory_paths
-    from cryoframe.geometry.rotations import so3_grid
-    from cryoframe.hetero.ensemble import load_ensemble, load_template
-    from cryoframe.hetero.graph import build_backbone_graph
-    from cryoframe.hetero.images import ImagingConfig, simulate_images
-    from cryoframe.hetero.outputs import plot_latents, plot_rmsd_histogram
-    from cryoframe.hetero.rmsd import kabsch_rmsd
-    from cryoframe.hetero.train import TrainConfig, train_autodecoder
-
     s = SETTINGS[bool(quick)]
     out_dir = Path(out_dir)
     t_start = time.perf_counter()

@@ -31,8 +31,13 @@ import torch
 
 from cryoframe._atomic import atomic_savefig
 from cryoframe.bench.results import SuiteResult
+from cryoframe.data import map_path
+from cryoframe.geometry.rotations import random_rotations
+from cryoframe.io.mrc import read_mrc
 from cryoframe.models import create_model
 from cryoframe.models.polyphase import phase_offsets, phase_permutation, rot90_about_center
+from cryoframe.simulate.fastpath import FastSubtomogramSimulator
+from cryoframe.simulate.noise import add_noise
 
 MAPS = ["3J9I", "4V4R_30S", "1U6G", "2CG9", "3D2F", "3H84"]
 ROTATIONS = [(1, (-2, -1)), (1, (-3, -1)), (1, (-3, -2)), (2, (-3, -2)), (3, (-2, -1)),
@@ -41,12 +46,6 @@ ROTATIONS = [(1, (-2, -1)), (1, (-3, -1)), (1, (-3, -2)), (2, (-3, -2)), (3, (-2
 
 def simulated_inputs(n: int, seed: int, snr: float = 0.1, box: int = 32) -> torch.Tensor:
     """`(n, 1, box, box, box)` fast-path subtomograms of bundled maps with noise at ``snr``."""
-    from cryoframe.data import map_path
-    from cryoframe.geometry.rotations import random_rotations
-    from cryoframe.io.mrc import read_mrc
-    from cryoframe.simulate.fastpath import FastSubtomogramSimulator
-    from cryoframe.simulate.noise import add_noise
-
     maps = [torch.from_numpy(read_mrc(map_path(m)).data.astype(np.float32)) for m in MAPS]
     sim = FastSubtomogramSimulator(maps, box_size_px=box)
     gen = torch.Generator().manual_seed(seed)

@@ -30,7 +30,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from cryoframe._atomic import atomic_savefig
 from cryoframe.bench.results import SuiteResult
+from cryoframe.data import PARTICLE_BENCHMARK_DENSITIES as BENCHMARK_DENSITIES
+from cryoframe.models.pretrained import load_particle_encoder, read_particle_checkpoint
+from cryoframe.models.vit2d import VIT2D_CONFIGS, ViT2d
+from cryoframe.particles.cluster import knn_split_accuracy
+from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS, embed_images
+from cryoframe.simulate.particles2d import (
+    ParticleSimConfig,
+    background_ring_normalise,
+    centre_density,
+    longest_diameter_angstrom,
+    read_density_volume,
+    simulate_particles,
+    viewing_direction_classes,
+)
 
 SNR = 0.05
 PAPER = {"knn_structure": 96.42, "knn_pose": 90.6}
@@ -38,7 +53,8 @@ PAPER = {"knn_structure": 96.42, "knn_pose": 90.6}
 
 def invariant_features_2d(images: torch.Tensor, n_shells: int = 24) -> np.ndarray:
     """Rotation-invariant features of images `(n, s, s)`: log radial power spectrum, radial
-    intensity profile and intensity percentiles (1, 5, 10, 25, 50, 75, 90, 95, 99)."""
+    intensity profile and intensity percentiles (1, 5, 10, 25, 50, 75, 90, 95, 99).
+    """
     x = images.to(torch.float64)
     n, s = x.shape[0], x.shape[-1]
     c = torch.arange(s, dtype=torch.float64) - s // 2
@@ -60,22 +76,11 @@ def invariant_features_2d(images: torch.Tensor, n_shells: int = 24) -> np.ndarra
 
 def simulate_benchmark_set(n_keep: int, seed: int, snr: float = SNR, log=print) -> dict[str, Any]:
     """Particles of the 12 benchmark densities with structure and pose labels."""
-    from cryoframe.simulate.particles2d import (
-        ParticleSimConfig,
-        background_ring_normalise,
-        centre_density,
-        load_density,
-        longest_diameter_angstrom,
-        simulate_particles,
-        viewing_direction_classes,
-    )
-    from cryoframe.train.particle_loop import BENCHMARK_DENSITIES
-
     gen = torch.Generator().manual_seed(seed)
     imgs, ys, ps, info = [], [], [], {}
     for k, name in enumerate(BENCHMARK_DENSITIES):
         t0 = time.perf_counter()
-        vol, vs = load_density(name)
+        vol, vs = read_density_volume(name)
         vol = centre_density(vol)
         sim = simulate_particles(vol, vs, 2 * n_keep, ParticleSimConfig(snr=snr), gen)
         pose, dist = viewing_direction_classes(sim.rotations)
@@ -101,13 +106,13 @@ def simulate_benchmark_set(n_keep: int, seed: int, snr: float = SNR, log=print) 
 
 def _scores(feats: np.ndarray, data: dict[str, Any], seed: int, metric: str,
             standardise: bool) -> tuple[float, float, dict[str, float]]:
-    from cryoframe.particles.cluster import knn_accuracy
 
-    structure = knn_accuracy(feats, data["structure"], 1, 0.5, seed, metric, standardise)
+    structure = knn_split_accuracy(feats, data["structure"], 1, 0.5, seed, metric, standardise)
     per = {}
     for k, name in enumerate(data["names"]):
         m = data["structure"] == k
-        per[name] = knn_accuracy(feats[m], data["pose"][m], 1, 0.5, seed, metric, standardise)
+        per[name] = knn_split_accuracy(feats[m], data["pose"][m], 1, 0.5, seed, metric,
+                                       standardise)
     return structure, float(np.mean(list(per.values()))), per
 
 
@@ -117,7 +122,6 @@ def _plot(metrics: dict[str, float | None], per_pose: dict[str, dict[str, float]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     labels = ["pretrained", "random init", "invariant"]
@@ -145,10 +149,6 @@ def _plot(metrics: dict[str, float | None], per_pose: dict[str, dict[str, float]
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite (quick: 40 particles per structure; full: 1,000)."""
-    from cryoframe.models.vit2d import VIT2D_CONFIGS, ViT2d
-    from cryoframe.particles.embed import (DEFAULT_IN_PLANE_ROTATIONS, embed_images,
-                                           load_checkpoint, load_encoder)
-
     out_dir = Path(out_dir)
     n_keep = 40 if quick else 1000
     t0 = time.perf_counter()
@@ -160,8 +160,8 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     per_pose: dict[str, dict[str, float]] = {}
     arch = dict(VIT2D_CONFIGS["particle_vit_cpu"])
     try:
-        ckpt = load_checkpoint(None, "encoder")
-        enc = load_encoder(None)
+        ckpt = read_particle_checkpoint(None, "encoder")
+        enc = load_particle_encoder(None)
         arch = {**arch, **ckpt["config"]}
         details["weights"] = {"path": Path(ckpt["path"]).name, **{
             k: ckpt["meta"].get(k) for k in ("steps", "n_images", "densities")}}

@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from cryoframe._atomic import atomic_savefig
 from cryoframe.bench.results import SuiteResult
+from cryoframe.data import PARTICLE_BENCHMARK_DENSITIES as BENCHMARK_DENSITIES
+from cryoframe.models.pretrained import read_particle_checkpoint
+from cryoframe.particles.rank import load_ranker, quantize_int8, rank_star, score_images
+from cryoframe.simulate.junk2d import KINDS
+from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
 
 SNR = 0.05
 ALPHA = 0.7
@@ -60,9 +66,6 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 def _rank_throughput(ranker_path: Path | None, n: int, out_dir: Path, seed: int,
                      int8: bool = False) -> dict[str, float]:
     """Time ``rank_star`` end to end on a simulated 128² stack of ``n`` particles."""
-    from cryoframe.particles.rank import rank_star
-    from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
-
     work = out_dir / "throughput"
     work.mkdir(parents=True, exist_ok=True)
     star = work / "stack.star"
@@ -85,8 +88,6 @@ def _plot(pred: np.ndarray, true: np.ndarray, kinds: np.ndarray, path: Path) -> 
     import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
-    from cryoframe._atomic import atomic_savefig
-    from cryoframe.simulate.junk2d import KINDS
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for k, name in enumerate(KINDS):
@@ -111,23 +112,20 @@ def _plot(pred: np.ndarray, true: np.ndarray, kinds: np.ndarray, path: Path) -> 
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite (quick: 10 images per junk kind and density; full: 100)."""
-    from cryoframe.particles.embed import load_checkpoint
-    from cryoframe.particles.rank import load_ranker, score_images
     from cryoframe.simulate.junk2d import KINDS, simulate_junk_set
     from cryoframe.simulate.particles2d import (
         ParticleSimConfig,
         background_ring_normalise,
         centre_density,
-        load_density,
+        read_density_volume,
     )
-    from cryoframe.train.particle_loop import BENCHMARK_DENSITIES
 
     out_dir = Path(out_dir)
     n_per_kind = 10 if quick else 100
     details: dict[str, Any] = {"snr": SNR, "alpha": ALPHA, "n_per_kind_per_density": n_per_kind,
                                "n_good_per_density": 2 * n_per_kind}
     try:
-        ckpt = load_checkpoint(None, "ranker")
+        ckpt = read_particle_checkpoint(None, "ranker")
         ranker = load_ranker(None)
         details["weights"] = {"path": Path(ckpt["path"]).name, **{
             k: ckpt["meta"].get(k) for k in ("steps", "ranker_steps", "densities")}}
@@ -139,7 +137,7 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     imgs, true, kinds, dens = [], [], [], []
     t0 = time.perf_counter()
     for k, name in enumerate(BENCHMARK_DENSITIES):
-        vol, vs = load_density(name)
+        vol, vs = read_density_volume(name)
         js = simulate_junk_set(centre_density(vol), vs, n_per_kind, ParticleSimConfig(snr=SNR),
                                gen, n_good=2 * n_per_kind)
         imgs.append(background_ring_normalise(js.images))
@@ -167,7 +165,6 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
         m = (np.concatenate(dens) == k) & lab
         details["auc_by_density"][name] = round(auc(pred[m], y[m] > ALPHA), 4)
     # the same metrics for the int8-quantised ranker (`cryoframe rank --int8`)
-    from cryoframe.particles.rank import quantize_int8
 
     pred8 = score_images(quantize_int8(ranker), x).astype(np.float64)
     details["int8"] = {"auc": round(auc(pred8[lab], pos), 4),

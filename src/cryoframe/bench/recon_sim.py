@@ -44,7 +44,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryoframe._atomic import atomic_savefig
 from cryoframe.bench.results import SuiteResult, progress
+from cryoframe.fourier.fsc import fsc, resolution_at
+from cryoframe.simulate.density import load_density
+from cryoframe.simulate.particle_projection import _fit_box
+from cryoframe.simulate.particles2d import centre_density, simulate_particle_stack
 
 BOX = 96
 PIXEL_A = 3.0
@@ -91,9 +96,6 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Simulate, reconstruct with cryoframe and cryoDRGN, compare with the truth."""
     import mrcfile
 
-    from cryoframe.fourier.fsc import fsc, resolution_at
-    from cryoframe.simulate.density import load_density
-    from cryoframe.simulate.particles2d import _fit_box, centre_density, simulate_particle_stack
 
     torch.set_num_threads(1)
     n = 600 if quick else 10_000
@@ -168,7 +170,6 @@ def _plot(freq: np.ndarray, ours: np.ndarray, ref: np.ndarray | None, path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.plot(freq, ours, label=f"cryoframe ({metrics['images_per_s']:.0f} img/s)")

@@ -34,7 +34,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryoframe._atomic import atomic_savefig
 from cryoframe.bench.results import SuiteResult, progress
+from cryoframe.fourier.fsc import fsc
+from cryoframe.geometry.rotations import geodesic_distance_deg
+from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
+from cryoframe.recon.reconstruct import read_particle_set, reconstruct_particles
+from cryoframe.recon.refine import RefineConfig, refine_particles
+from cryoframe.simulate.density import load_density
+from cryoframe.simulate.particle_projection import _fit_box
+from cryoframe.simulate.particles2d import centre_density, simulate_particle_stack
 
 BOX = 96
 PIXEL_A = 3.0
@@ -43,14 +52,6 @@ SNR = 0.1
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Simulate, reconstruct with known poses, refine from a low-pass and from ab initio."""
-    from cryoframe.fourier.fsc import fsc
-    from cryoframe.geometry.rotations import geodesic_distance_deg
-    from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
-    from cryoframe.recon.reconstruct import read_particle_set, reconstruct_particles
-    from cryoframe.recon.refine import RefineConfig, refine_particles
-    from cryoframe.simulate.density import load_density
-    from cryoframe.simulate.particles2d import _fit_box, centre_density, simulate_particle_stack
-
     torch.set_num_threads(1)
     n = 300 if quick else 2000
     work = Path(out_dir) / "data"
@@ -133,7 +134,6 @@ def _plot(known, low, ab, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for lab, r in (("known poses", known), ("refined from 30 Å low-pass", low),

@@ -42,6 +42,16 @@ from pathlib import Path
 import numpy as np
 
 from cryoframe.bench.results import SuiteResult, progress
+from cryoframe.data import map_path
+from cryoframe.fourier.filters import fourier_crop
+from cryoframe.geometry.rotations import random_rotations
+from cryoframe.geometry.transforms import rotate_volumes
+from cryoframe.io.mrc import read_mrc, write_mrc
+from cryoframe.io.star import read_particles, write_star
+from cryoframe.io.store import SubtomoStore
+from cryoframe.models.pair import APTPairEncoder
+from cryoframe.testing.fuzz import fuzz_files
+from cryoframe.train.loop import save_encoder
 
 __all__ = ["run", "fuzz_sources", "kill_resume", "KILL_CASES"]
 
@@ -148,7 +158,6 @@ def _case_simulate(root: Path):
                 lambda: _n_files(done, "unit-*") >= 55]
 
     def compare(a: Path, b: Path) -> bool:
-        from cryoframe.io.store import SubtomoStore
 
         sa, sb = SubtomoStore(a / "s.zarr"), SubtomoStore(b / "s.zarr")
         ta, tb = sa.read_table(), sb.read_table()
@@ -217,12 +226,6 @@ def _case_average(root: Path):
     import pandas as pd
     import torch
 
-    from cryoframe.data import map_path
-    from cryoframe.fourier.filters import fourier_crop
-    from cryoframe.geometry.rotations import random_rotations
-    from cryoframe.geometry.transforms import rotate_volumes
-    from cryoframe.io.mrc import read_mrc, write_mrc
-    from cryoframe.io.star import write_star
 
     d = torch.as_tensor(read_mrc(map_path("1U6G")).data, dtype=torch.float32)
     c = d.shape[0] // 2
@@ -247,7 +250,6 @@ def _case_average(root: Path):
         return [lambda: _mtime_changes(ck, s1, 1), lambda: _mtime_changes(ck, s2, 2)]
 
     def compare(a: Path, b: Path) -> bool:
-        from cryoframe.io.star import read_particles
 
         ma = read_mrc(a / "avg" / "map.mrc").data
         mb = read_mrc(b / "avg" / "map.mrc").data
@@ -293,8 +295,6 @@ def kill_resume(name: str, root: Path) -> dict:
 def _tiny_encoder(path: Path) -> None:
     import torch
 
-    from cryoframe.models.pair import APTPairEncoder
-    from cryoframe.train.loop import save_encoder
 
     torch.manual_seed(0)
     enc = APTPairEncoder(volume_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2,
@@ -339,7 +339,8 @@ def _peak_rss_mb(cmd: list[str], cwd: Path) -> float:
 
 def embed_memory(sizes: tuple[int, int], root: Path, seed: int) -> dict:
     """Peak RSS (MB) of ``cryoframe embed`` and ``cryoframe average`` over stores of ``sizes``
-    rows (one fresh subprocess per command and size); stores are deleted afterwards."""
+    rows (one fresh subprocess per command and size); stores are deleted afterwards.
+    """
     root.mkdir(parents=True, exist_ok=True)
     weights = root / "tiny_encoder.pt"
     _tiny_encoder(weights)
@@ -371,8 +372,6 @@ def embed_memory(sizes: tuple[int, int], root: Path, seed: int) -> dict:
 # ------------------------------------------------------------------ the suite
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Fuzz the readers, kill and resume four commands, measure embed memory (see module)."""
-    from cryoframe.testing.fuzz import fuzz_files
-
     out_dir = Path(out_dir)
     metrics: dict[str, float | None] = {}
     units: dict[str, str] = {}

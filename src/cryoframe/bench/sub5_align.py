@@ -24,8 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryoframe._atomic import atomic_savefig
+from cryoframe.baselines.fft_align import FFTAligner, wedge_mask
 from cryoframe.bench.results import SuiteResult, progress
 from cryoframe.bench.sub5_data import PAPER_NOTE, bench_encoder, build_sub5, load_sub5, snr_key
+from cryoframe.geometry.rotations import frobenius_distance, geodesic_distance_deg
+from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
+from cryoframe.simulate.noise import combine_signal_noise
+from cryoframe.tasks.align import LearnedAligner, finetune_transform_head
+from cryoframe.train.augment3d import random_rigid_transforms
 
 RANGES = {"local": (15.0, 6.0), "global": (180.0, 4.0)}
 PAPER = {"paper_rot_frob_all_snr": "0.25 ± 0.08 (Table 2, ours)",
@@ -37,11 +44,6 @@ PAPER = {"paper_rot_frob_all_snr": "0.25 ± 0.08 (Table 2, ours)",
 def make_pairs(data, index: np.ndarray, snr: float, max_rot_deg: float, max_shift_px: float,
                gen: torch.Generator):
     """Pairs ``(X, X_1)`` and their transform (module docstring); rows ``index`` of ``data``."""
-    from cryoframe.baselines.fft_align import wedge_mask
-    from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
-    from cryoframe.simulate.noise import combine_signal_noise
-    from cryoframe.train.augment3d import random_rigid_transforms
-
     n = len(index)
     idx = torch.as_tensor(index)
     rot, sh = random_rigid_transforms(n, max_rot_deg, max_shift_px, gen)
@@ -58,7 +60,6 @@ def make_pairs(data, index: np.ndarray, snr: float, max_rot_deg: float, max_shif
 
 
 def _errors(res, rot, sh) -> dict:
-    from cryoframe.geometry.rotations import frobenius_distance, geodesic_distance_deg
 
     deg = geodesic_distance_deg(res.rotations.double(), rot.double()).numpy()
     frob = frobenius_distance(res.rotations.double(), rot.double()).numpy()
@@ -72,7 +73,6 @@ def _plot(metrics: dict, snrs, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=120)
     for ax, (what, unit) in zip(axes, [("rot_deg", "rotation error (°)"),
@@ -94,10 +94,8 @@ def _plot(metrics: dict, snrs, out_dir: Path) -> None:
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite; quick: 2 SNRs, 10 pairs per SNR and range, 2 fine-tuning epochs; full:
-    5 SNRs, 100 pairs per SNR and range, 6 fine-tuning epochs on 400 volumes."""
-    from cryoframe.baselines.fft_align import FFTAligner
-    from cryoframe.tasks.align import LearnedAligner, finetune_transform_head
-
+    5 SNRs, 100 pairs per SNR and range, 6 fine-tuning epochs on 400 volumes.
+    """
     out_dir = Path(out_dir)
     n_pairs = 10 if quick else 100  # full: 1,000 pairs per method (CPU budget)
     snrs = (0.1, 0.01) if quick else (0.1, 0.05, 0.03, 0.01, 0.005)

@@ -23,9 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
+from cryoframe._atomic import atomic_savefig
+from cryoframe.baselines.fft_align import FFTAligner, wedge_mask
 from cryoframe.bench.results import SuiteResult, progress
-from cryoframe.bench.sub5_data import (PAPER_NOTE, VOXEL_ANGSTROM, bench_encoder, build_sub5,
-                                       class_maps, load_sub5, snr_key)
+from cryoframe.bench.sub5_data import (
+    PAPER_NOTE,
+    VOXEL_ANGSTROM,
+    bench_encoder,
+    build_sub5,
+    class_maps,
+    load_sub5,
+    snr_key,
+)
+from cryoframe.io.mrc import write_mrc
+from cryoframe.tasks.align import LearnedAligner
+from cryoframe.tasks.average import average_subtomograms
 
 PAPER = {"paper_res_nm_snr0.1": 2.56, "paper_res_nm_snr0.05": 2.40, "paper_res_nm_snr0.03": 2.95,
          "paper_res_nm_snr0.01": 3.20, "label": "paper, on its own data (Table 3, ours; its "
@@ -39,7 +51,6 @@ def _plot(curves: dict, out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for i, (label, (freq, fsc)) in enumerate(curves.items()):
@@ -58,11 +69,8 @@ def _plot(curves: dict, out_dir: Path) -> None:
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite; quick: 2 SNRs, ≤ 24 particles, ≤ 3 iterations; full: 4 SNRs, 1,000
-    particles, ≤ 5 iterations (3 at least) per method."""
-    from cryoframe.baselines.fft_align import FFTAligner, wedge_mask
-    from cryoframe.tasks.align import LearnedAligner
-    from cryoframe.tasks.average import average_subtomograms
-
+    particles, ≤ 5 iterations (3 at least) per method.
+    """
     out_dir = Path(out_dir)
     # Full: the four SNRs of the paper's Table 3 (SNR 0.005 is left out of averaging to keep
     # the ten 1,000-particle runs within about two CPU hours).
@@ -109,7 +117,6 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
             label = f"{'FFT' if pre else 'learned'} SNR {snr:g}"
             curves[label] = (res.fsc_freq.tolist(), res.fsc_half.tolist())
             if pre == "ref_" and snr == snrs[0]:
-                from cryoframe.io.mrc import write_mrc
 
                 write_mrc(out_dir / f"sub5_average_fft_{key}.mrc", res.map.numpy(),
                           VOXEL_ANGSTROM)

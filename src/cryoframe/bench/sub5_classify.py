@@ -22,8 +22,15 @@ import numpy as np
 import torch
 
 from cryoframe.bench.results import SuiteResult, progress
-from cryoframe.bench.sub5_data import (PAPER_NOTE, SUB5_CLASSES, bench_single_encoder,
-                                       build_sub5, class_maps, load_sub5, snr_key)
+from cryoframe.bench.sub5_data import (
+    PAPER_NOTE,
+    SUB5_CLASSES,
+    bench_single_encoder,
+    build_sub5,
+    class_maps,
+    load_sub5,
+    snr_key,
+)
 
 PAPER_MLP = {"snr0.1": 67.42, "snr0.05": 53.13, "snr0.03": 40.10, "snr0.01": 27.50}
 

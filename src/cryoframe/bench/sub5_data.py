@@ -28,6 +28,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cryoframe.bench.results import progress as say
+from cryoframe.io.subtomo_table import subtomo_rotations
+from cryoframe.models import pretrained
+from cryoframe.simulate.config import DensityConfig, SubtomogramDatasetConfig, TomogramConfig
+from cryoframe.simulate.engine import build_densities, simulate_subtomograms
+from cryoframe.simulate.noise import combine_signal_noise
+
 __all__ = ["SUB5_CLASSES", "SUB5_SNRS", "VOXEL_ANGSTROM", "BOX_PX", "PAPER_NOTE", "Sub5Data",
            "sub5_config", "build_sub5", "load_sub5", "class_maps", "bench_encoder",
            "bench_single_encoder", "snr_key"]
@@ -51,8 +58,6 @@ def sub5_config(n_per_class: int, seed: int, quick: bool):
     ``n_per_class`` counts rows of the store (both pools together); classes are drawn uniformly
     per particle, so class counts are only approximately equal.
     """
-    from cryoframe.simulate.config import DensityConfig, SubtomogramDatasetConfig, TomogramConfig
-
     tomo = TomogramConfig(
         shape_zyx_px=(100, 256, 256) if quick else (160, 400, 400),
         box_size_px=BOX_PX, tilt_min_deg=-60.0, tilt_max_deg=60.0, tilt_step_deg=2.0,
@@ -70,13 +75,10 @@ def sub5_config(n_per_class: int, seed: int, quick: bool):
 def build_sub5(cache_dir: str | Path, n_per_class: int, seed: int, quick: bool,
                progress=None):
     """Simulate (or resume / reuse) the SUB5 store; returns the :class:`SubtomoStore`."""
-    from cryoframe.simulate.engine import simulate_subtomograms
-
     cfg = sub5_config(n_per_class, seed, quick)
     path = Path(cache_dir) / f"sub5_{'quick' if quick else 'full'}_n{n_per_class}_seed{seed}.zarr"
     path.parent.mkdir(parents=True, exist_ok=True)
     if progress is None:
-        from cryoframe.bench.results import progress as say
 
         def progress(done: int, total: int) -> None:
             if done == total or done % 10 == 0:
@@ -97,16 +99,12 @@ class Sub5Data:
 
     def at_snr(self, snr: float, index=None) -> Tensor:
         """Subtomograms ``S + αN`` at ``snr`` (measured on each box) for rows ``index``."""
-        from cryoframe.simulate.noise import combine_signal_noise
-
         idx = slice(None) if index is None else torch.as_tensor(np.asarray(index))
         return combine_signal_noise(self.signal[idx], self.noise[idx], snr)
 
 
 def load_sub5(store) -> Sub5Data:
     """Read a SUB5 store into memory."""
-    from cryoframe.io.subtomo_table import subtomo_rotations
-
     table = store.read_table()
     n = len(table)
     sig = torch.from_numpy(np.array(store.group["volumes"][:n], dtype=np.float32))
@@ -121,7 +119,6 @@ def load_sub5(store) -> Sub5Data:
 def class_maps(box_px: int = BOX_PX) -> Tensor:
     """`(5, box, box, box)` clean class densities centred at voxel ``box // 2`` (templates, GT)."""
     from cryoframe.simulate.config import DensityConfig
-    from cryoframe.simulate.engine import build_densities
 
     dens = build_densities(SUB5_CLASSES, DensityConfig(voxel_size_angstrom=VOXEL_ANGSTROM,
                                                         resolution_angstrom=10.0))
@@ -144,12 +141,9 @@ def bench_encoder():
     Looked up in ``$CRYOFRAME_SUBTOMO_WEIGHTS`` (a checkpoint path) and then among the shipped
     weights (:mod:`cryoframe.models.pretrained`), if this installation has them.
     """
-    from cryoframe.tasks.align import load_pair_encoder
-
     path = os.environ.get("CRYOFRAME_SUBTOMO_WEIGHTS")
     if path:
-        return load_pair_encoder(path), f"checkpoint {path}"
-    from cryoframe.models import pretrained
+        return pretrained.load_pair_encoder(path), f"checkpoint {path}"
 
     if pretrained.shipped_weights_path().exists():
         try:

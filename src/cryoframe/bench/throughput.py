@@ -28,7 +28,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryoframe.baselines.fft_align import wedge_mask
 from cryoframe.bench.results import SuiteResult
+from cryoframe.geometry.rotations import random_rotations
+from cryoframe.models import create_model
+from cryoframe.models.pretrained import load_pair_encoder, shipped_weights_path
+from cryoframe.particles.rank import rank_star
+from cryoframe.simulate.config import TomogramConfig
+from cryoframe.simulate.engine import build_densities, simulate_tomogram
+from cryoframe.simulate.fastpath import FastSubtomogramSimulator
+from cryoframe.simulate.noise import add_noise
+from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
+from cryoframe.simulate.reconstruct import weighted_backprojection
+from cryoframe.tasks.align import LearnedAligner, standardize
+from cryoframe.train.loop import pretrain_throughput
 
 UNITS = {
     "sim_full_subtomos_per_s": "subtomograms/s",
@@ -74,15 +87,12 @@ def _m_fft_vol_per_s(ctx: dict) -> float:
 
 def _densities(ctx: dict):
     if "densities" not in ctx:
-        from cryoframe.simulate.engine import build_densities
 
         ctx["densities"] = build_densities(["3J9I", "4V4R_30S"])
     return ctx["densities"]
 
 
 def _m_sim_fast_subtomos_per_s(ctx: dict) -> float:
-    from cryoframe.geometry.rotations import random_rotations
-    from cryoframe.simulate.fastpath import FastSubtomogramSimulator
 
     dens = _densities(ctx)
     sim = FastSubtomogramSimulator(dens, 32, -60.0, 60.0)
@@ -116,8 +126,6 @@ def _m_sim_fast_subtomos_per_s(ctx: dict) -> float:
 def _full_path(ctx: dict) -> dict:
     if "full" in ctx:
         return ctx["full"]
-    from cryoframe.simulate.config import TomogramConfig
-    from cryoframe.simulate.engine import simulate_tomogram
 
     shape = (100, 250, 250) if ctx["quick"] else (200, 500, 500)
     cfg = TomogramConfig(shape_zyx_px=shape, occupancy=0.1)
@@ -130,7 +138,6 @@ def _full_path(ctx: dict) -> dict:
 
 
 def _m_tomogram_recon_s(ctx: dict) -> float:
-    from cryoframe.simulate.reconstruct import weighted_backprojection
 
     f = _full_path(ctx)
     res = f["result"]
@@ -170,7 +177,6 @@ def _m_sim_full_subtomos_per_s(ctx: dict) -> float:
 
 
 def _m_pretrain_samples_per_s(ctx: dict) -> float:
-    from cryoframe.train.loop import pretrain_throughput
 
     tp = pretrain_throughput(batch_size=16 if ctx["quick"] else 32,
                              steps=2 if ctx["quick"] else 4, seed=ctx["seed"])
@@ -184,13 +190,11 @@ def _m_pretrain_samples_per_s(ctx: dict) -> float:
 
 def _pair_encoder(ctx: dict):
     if "encoder" not in ctx:
-        from cryoframe.models.pretrained import load_pair_encoder, shipped_weights_path
 
         if shipped_weights_path().exists():
             ctx["encoder"] = load_pair_encoder()
             ctx["encoder_source"] = shipped_weights_path().name
         else:  # a source checkout without weights: same architecture, random init
-            from cryoframe.models import create_model
 
             torch.manual_seed(ctx["seed"])
             ctx["encoder"] = create_model("apt_pair_cpu").eval()
@@ -201,7 +205,6 @@ def _pair_encoder(ctx: dict):
 def _subtomo_batch(ctx: dict, n: int) -> torch.Tensor:
     from cryoframe.geometry.rotations import random_rotations
     from cryoframe.simulate.fastpath import FastSubtomogramSimulator
-    from cryoframe.simulate.noise import add_noise
 
     gen = torch.Generator().manual_seed(ctx["seed"] + 7)
     sim = FastSubtomogramSimulator(_densities(ctx), box_size_px=32)
@@ -211,7 +214,6 @@ def _subtomo_batch(ctx: dict, n: int) -> torch.Tensor:
 
 
 def _m_embed_per_s(ctx: dict) -> float:
-    from cryoframe.tasks.align import standardize
 
     enc = _pair_encoder(ctx)
     n = 64 if ctx["quick"] else 256
@@ -238,8 +240,6 @@ def _align_pairs(ctx: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _m_align_pairs_per_s(ctx: dict) -> float:
-    from cryoframe.baselines.fft_align import wedge_mask
-    from cryoframe.tasks.align import LearnedAligner
 
     parts, refs = _align_pairs(ctx)
     m = wedge_mask((32, 32, 32))
@@ -277,8 +277,6 @@ def _m_align_ref_pairs_per_s(ctx: dict) -> float:
 def _m_rank_particles_per_s(ctx: dict) -> float:
     import tempfile
 
-    from cryoframe.particles.rank import rank_star
-    from cryoframe.simulate.particles2d import ParticleSimConfig, simulate_particle_stack
 
     n = 512 if ctx["quick"] else 4096
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,16 +38,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import cryoframe
+from cryoframe._atomic import atomic_savefig
 from cryoframe._errors import InputError
 from cryoframe.bench.results import SuiteResult, progress
+from cryoframe.fourier.fsc import fsc
+from cryoframe.recon.halves import soft_sphere
+from cryoframe.recon.reconstruct import reconstruct_particles
+from cryoframe.recon.tomo import read_tilt_series_particles
 
 STEM = "warptools_test_4-tomos_10-ptcls_box-32_angpix-12"
 
 
 def data_dir() -> Path:
     """The WarpTools fixture folder of the source checkout."""
-    import cryoframe
-
     d = Path(cryoframe.__file__).resolve().parents[2] / "tests" / "data" / "particles" / "warptools"
     if not (d / f"{STEM}.star").exists():
         raise InputError("WarpTools test data not found", file=d, field="warp-ribo data",
@@ -56,7 +60,6 @@ def data_dir() -> Path:
 
 
 def _fsc_pair(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, ...]:
-    from cryoframe.fourier.fsc import fsc
 
     out = mask < 1e-3
     a0, b0 = a - a[out].mean(), b - b[out].mean()
@@ -93,9 +96,6 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Reconstruct the 40 ribosomes and compare with the reference (same in quick and full)."""
     import mrcfile
 
-    from cryoframe.recon.halves import soft_sphere
-    from cryoframe.recon.reconstruct import reconstruct_particles
-    from cryoframe.recon.tomo import read_tilt_series_particles
 
     torch.set_num_threads(1)
     d = data_dir()
@@ -164,7 +164,6 @@ def _plot(freq: np.ndarray, curves: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for k, ls in (("pad1_masked", "-"), ("pad1_unmasked", "--"), ("pad2_masked", ":"),

@@ -32,6 +32,23 @@ import numpy as np
 import torch
 
 from cryoframe.bench.results import SuiteResult, progress
+from cryoframe.fourier.fsc import fsc
+from cryoframe.geometry.rotations import random_rotations, rotation_about
+from cryoframe.particles.embed import embed_star
+from cryoframe.particles.rank import rank_star
+from cryoframe.recon.abinitio import AbinitioConfig
+from cryoframe.recon.refine import RefineConfig, read_particle_set_any
+from cryoframe.recon.wizard import WizardConfig, _model_and_refine, run_wizard
+from cryoframe.simulate.density import load_density
+from cryoframe.simulate.junk2d import JUNK_KINDS, simulate_junk_set
+from cryoframe.simulate.particle_projection import _fit_box
+from cryoframe.simulate.particles2d import (
+    ParticleSimConfig,
+    SimulatedParticles,
+    centre_density,
+    simulate_particles,
+    write_particle_stack,
+)
 
 BOX = 64
 PIXEL_A = 4.5
@@ -40,8 +57,6 @@ SNR = 0.1
 
 def _po_rotations(n: int, frac_po: float, cone_deg: float, gen: torch.Generator) -> torch.Tensor:
     """Poses whose viewing direction (Rᵀ e_z) lies within ``cone_deg`` of e_z for a fraction."""
-    from cryoframe.geometry.rotations import random_rotations, rotation_about
-
     r = random_rotations(n, generator=gen).to(torch.float32)
     k = int(round(frac_po * n))
     # viewing direction within the cone: R = Rz(psi) Ry(theta) Rz(phi), theta ≤ cone
@@ -55,15 +70,6 @@ def _po_rotations(n: int, frac_po: float, cone_deg: float, gen: torch.Generator)
 
 
 def _build(ps_builder_dir: Path, seed: int, n: int):
-    from cryoframe.simulate.density import load_density
-    from cryoframe.simulate.junk2d import JUNK_KINDS, simulate_junk_set
-    from cryoframe.simulate.particles2d import (
-        ParticleSimConfig,
-        SimulatedParticles,
-        centre_density,
-        simulate_particles,
-        write_particle_stack,
-    )
 
     vol = centre_density(np.asarray(load_density("1U6G", voxel_size_angstrom=PIXEL_A).data,
                                     np.float32))
@@ -96,14 +102,6 @@ def _build(ps_builder_dir: Path, seed: int, n: int):
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Simulate, run the wizard and the three references, compare."""
-    from cryoframe.fourier.fsc import fsc
-    from cryoframe.particles.embed import embed_star
-    from cryoframe.particles.rank import rank_star
-    from cryoframe.recon.abinitio import AbinitioConfig
-    from cryoframe.recon.refine import RefineConfig, read_particle_set_any
-    from cryoframe.recon.wizard import WizardConfig, _model_and_refine, run_wizard
-    from cryoframe.simulate.particles2d import _fit_box
-
     torch.set_num_threads(1)
     n = 400 if quick else 1500
     work = Path(out_dir) / "data"

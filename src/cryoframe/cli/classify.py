@@ -7,6 +7,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cryoframe._atomic import atomic_path, atomic_savefig
+from cryoframe._errors import InputError
+from cryoframe._record import write_timestamped_record
+from cryoframe.cli import _options as opt
+from cryoframe.io.star import write_particles
+from cryoframe.subtomograms.reading import features as embed
+from cryoframe.subtomograms.reading import load_subtomograms
+from cryoframe.tasks.classify import classify_from_labelled, confusion_matrix
+
 
 def _confusion_png(path: Path, cm, title: str) -> None:
     import matplotlib
@@ -14,7 +23,6 @@ def _confusion_png(path: Path, cm, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     k = cm.shape[0]
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * k, 1.0 + 0.6 * k), dpi=120)
@@ -32,119 +40,80 @@ def _confusion_png(path: Path, cm, title: str) -> None:
     plt.close(fig)
 
 
+def classify(
+    star: Path = typer.Argument(..., help="RELION STAR naming one MRC per subtomogram."),
+    out: Path = typer.Option(..., "--out", help="Output STAR (rlnClassNumber for all rows)."),
+    label_column: str = typer.Option(
+        "rlnClassNumber", "--label-column",
+        help="Column with the known classes (≥ 1); rows with 0 or no value are unlabelled."),
+    protocol: str = typer.Option("mlp", "--protocol", help="mlp, linear or knn."),
+    features: str = typer.Option("encoder", "--features",
+                                 help="encoder (pretrained) or invariant (handcrafted)."),
+    weights: Path = opt.weights(),
+    epochs: int = typer.Option(40, "--epochs", help="MLP head epochs."),
+    folds: int = typer.Option(5, "--folds", help="Cross-validation folds (confusion matrix)."),
+    seed: int = opt.seed(),
+    pixel_size_angstrom: float = opt.pixel_size(),
+) -> None:
+    """Train a head on the labelled rows, predict every row.
+
+    Writes OUT (rlnClassNumber = predicted class, rlnMaxValueProbDistribution = its
+    probability; labelled rows keep their label in cryoframe's prediction columns only),
+    OUT.probabilities.csv (one column per class) and OUT.confusion.png from k-fold
+    cross-validation on the labelled rows.
+    """
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+
+    console = Console()
+    table, vols, px = load_subtomograms(star, pixel_size_angstrom)
+    df = table.particles
+    if label_column not in df.columns:
+        raise InputError("no label column", file=star, field=label_column,
+                         expected="class numbers >= 1 for the labelled subset")
+    raw = pd.to_numeric(df[label_column], errors="coerce").fillna(0).to_numpy()
+    labelled = raw >= 1
+    classes = np.unique(raw[labelled]).astype(int)
+    if len(classes) < 2 or labelled.sum() < 2 * folds:
+        raise InputError(f"{int(labelled.sum())} labelled rows in {len(classes)} classes",
+                         file=star, field=label_column,
+                         expected=f"at least 2 classes and {2 * folds} labelled rows")
+    y = np.searchsorted(classes, raw[labelled].astype(int))
+    emb, note = embed(vols, weights, features, px, log=console.print, file=star)
+    k = len(classes)
+
+    res = classify_from_labelled(emb, labelled, y, k, protocol, folds=folds, seed=seed,
+                                 epochs=epochs)
+    prob, cv_pred, acc, n_folds, estimate = (res.probabilities, res.cv_prediction,
+                                             res.cv_accuracy_percent, res.n_folds, res.estimate)
+    pred = classes[prob.argmax(1)]
+    out_df = df.copy()
+    out_df["rlnClassNumber"] = pred.astype(int)
+    out_df["rlnMaxValueProbDistribution"] = prob.max(1)
+    write_particles(out, dataclasses.replace(table, particles=out_df))
+    prob_path = out.with_suffix(".probabilities.csv")
+    with atomic_path(prob_path) as tmp:
+        pd.DataFrame(prob, columns=[f"class_{c}" for c in classes]).assign(
+            labelled=labelled).to_csv(tmp, index=False)
+    cm = confusion_matrix(y, cv_pred, k)
+    _confusion_png(out.with_suffix(".confusion.png"), cm,
+                   f"{protocol} on {features}: {n_folds}-fold CV accuracy {acc:.1f} %")
+    write_timestamped_record(out.parent, "classify", {"star": star, "protocol": protocol,
+                                        "features": note, "classes": classes.tolist(),
+                                        "n_labelled": int(labelled.sum()),
+                                        "cv_accuracy_percent": acc, "seed": seed,
+                                        "accuracy_estimate": None if estimate is None
+                                        else dataclasses.asdict(estimate)})
+    console.print(f"{int(labelled.sum())} labelled / {len(df)} subtomograms, {k} classes "
+                  f"({protocol}, {note}); wrote {out}")
+    if estimate is not None:
+        console.print(f"{n_folds}-fold {estimate.describe()}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``classify`` command."""
-
-    @app.command("classify")
-    def classify(
-        star: Path = typer.Argument(..., help="RELION STAR naming one MRC per subtomogram."),
-        out: Path = typer.Option(..., "--out", help="Output STAR (rlnClassNumber for all rows)."),
-        label_column: str = typer.Option(
-            "rlnClassNumber", "--label-column",
-            help="Column with the known classes (≥ 1); rows with 0 or no value are unlabelled."),
-        protocol: str = typer.Option("mlp", "--protocol", help="mlp, linear or knn."),
-        features: str = typer.Option("encoder", "--features",
-                                     help="encoder (pretrained) or invariant (handcrafted)."),
-        weights: Path = typer.Option(None, "--weights", help="Pair-encoder checkpoint."),
-        epochs: int = typer.Option(40, "--epochs", help="MLP head epochs."),
-        folds: int = typer.Option(5, "--folds", help="Cross-validation folds (confusion matrix)."),
-        seed: int = typer.Option(0, "--seed"),
-        pixel_size_angstrom: float = typer.Option(None, "--pixel-size"),
-    ) -> None:
-        """Train a head on the labelled rows, predict every row.
-
-        Writes OUT (rlnClassNumber = predicted class, rlnMaxValueProbDistribution = its
-        probability; labelled rows keep their label in cryoframe's prediction columns only),
-        OUT.probabilities.csv (one column per class) and OUT.confusion.png from k-fold
-        cross-validation on the labelled rows.
-        """
-        import dataclasses
-
-        import numpy as np
-        import pandas as pd
-
-        from cryoframe._atomic import atomic_path
-        from cryoframe._errors import InputError
-        from cryoframe.cli._subtomos import features as embed
-        from cryoframe.cli._subtomos import load_subtomograms, run_record
-        from cryoframe.io.star import write_particles
-        from cryoframe.tasks.classify import (
-            confusion_matrix,
-            knn_classifier,
-            linear_probe,
-            predict_mlp_head,
-            train_mlp_head,
-        )
-
-        console = Console()
-        table, vols, px = load_subtomograms(star, pixel_size_angstrom)
-        df = table.particles
-        if label_column not in df.columns:
-            raise InputError("no label column", file=star, field=label_column,
-                             expected="class numbers >= 1 for the labelled subset")
-        raw = pd.to_numeric(df[label_column], errors="coerce").fillna(0).to_numpy()
-        labelled = raw >= 1
-        classes = np.unique(raw[labelled]).astype(int)
-        if len(classes) < 2 or labelled.sum() < 2 * folds:
-            raise InputError(f"{int(labelled.sum())} labelled rows in {len(classes)} classes",
-                             file=star, field=label_column,
-                             expected=f"at least 2 classes and {2 * folds} labelled rows")
-        y = np.searchsorted(classes, raw[labelled].astype(int))
-        emb, note = embed(vols, weights, features, px, log=console.print, file=star)
-        k = len(classes)
-
-        def fit_predict(xtr, ytr, xte):
-            if protocol == "knn":
-                m = knn_classifier(xtr, ytr)
-                p = np.zeros((len(xte), k))
-                p[:, m.classes_] = m.predict_proba(xte)
-                return p
-            if protocol == "linear":
-                m = linear_probe(xtr, ytr, seed=seed)
-                p = np.zeros((len(xte), k))
-                p[:, m.classes_] = m.predict_proba(xte)
-                return p
-            if protocol == "mlp":
-                head = train_mlp_head(xtr, ytr, n_classes=k, epochs=epochs, seed=seed)
-                return predict_mlp_head(head, xte)
-            raise InputError(f"unknown protocol '{protocol}'", field="--protocol",
-                             expected="mlp, linear or knn")
-
-        from sklearn.model_selection import StratifiedKFold
-
-        xl = emb[labelled]
-        n_folds = min(folds, int(np.bincount(y).min()))
-        cv_pred = np.zeros(len(y), dtype=int)
-        if n_folds >= 2:
-            for tr, te in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(xl, y):
-                cv_pred[te] = fit_predict(xl[tr], y[tr], xl[te]).argmax(1)
-            acc = 100.0 * float((cv_pred == y).mean())
-        else:
-            acc = float("nan")
-        from cryoframe.tasks.classify import honest_accuracy
-
-        estimate = honest_accuracy(cv_pred == y, emb, labelled, y, seed=seed) \
-            if n_folds >= 2 else None
-        prob = fit_predict(xl, y, emb)
-        pred = classes[prob.argmax(1)]
-        out_df = df.copy()
-        out_df["rlnClassNumber"] = pred.astype(int)
-        out_df["rlnMaxValueProbDistribution"] = prob.max(1)
-        write_particles(out, dataclasses.replace(table, particles=out_df))
-        prob_path = out.with_suffix(".probabilities.csv")
-        with atomic_path(prob_path) as tmp:
-            pd.DataFrame(prob, columns=[f"class_{c}" for c in classes]).assign(
-                labelled=labelled).to_csv(tmp, index=False)
-        cm = confusion_matrix(y, cv_pred, k)
-        _confusion_png(out.with_suffix(".confusion.png"), cm,
-                       f"{protocol} on {features}: {n_folds}-fold CV accuracy {acc:.1f} %")
-        run_record(out.parent, "classify", {"star": star, "protocol": protocol,
-                                            "features": note, "classes": classes.tolist(),
-                                            "n_labelled": int(labelled.sum()),
-                                            "cv_accuracy_percent": acc, "seed": seed,
-                                            "accuracy_estimate": None if estimate is None
-                                            else dataclasses.asdict(estimate)})
-        console.print(f"{int(labelled.sum())} labelled / {len(df)} subtomograms, {k} classes "
-                      f"({protocol}, {note}); wrote {out}")
-        if estimate is not None:
-            console.print(f"{n_folds}-fold {estimate.describe()}")
+    app.command("classify", epilog=opt.example(
+        "cryoframe classify subtomos.star --out classified.star --protocol mlp"))(classify)

@@ -6,6 +6,17 @@ from pathlib import Path
 
 import typer
 
+from cryoframe._errors import InputError
+from cryoframe.cli import _options as opt
+from cryoframe.io.dynamo import read_tbl, read_tomogram_doc, write_tbl, write_tomogram_doc
+from cryoframe.io.star import read_particles, write_particles
+from cryoframe.io.subtomo_table import (
+    subtomo_from_dynamo,
+    subtomo_from_relion,
+    subtomo_to_dynamo,
+    subtomo_to_relion,
+)
+
 
 def _kind(path: Path) -> str:
     suffix = path.suffix.lower()
@@ -13,7 +24,6 @@ def _kind(path: Path) -> str:
         return "star"
     if suffix == ".tbl":
         return "tbl"
-    from cryoframe._errors import InputError
 
     raise InputError(f"unknown table format '{suffix}'", file=path, field="suffix",
                      expected=".star (RELION) or .tbl (Dynamo)")
@@ -37,14 +47,6 @@ def convert_table(
         Volume list written, if any.
     """
     from cryoframe._errors import InputError
-    from cryoframe.io.dynamo import read_tbl, read_tomogram_doc, write_tbl, write_tomogram_doc
-    from cryoframe.io.star import read_particles, write_particles
-    from cryoframe.io.subtomo_table import (
-        subtomo_from_dynamo,
-        subtomo_from_relion,
-        subtomo_to_dynamo,
-        subtomo_to_relion,
-    )
 
     k_in, k_out = _kind(src), _kind(dst)
     if k_in == k_out:
@@ -79,23 +81,24 @@ def convert_table(
     return len(canon), None
 
 
+def convert(
+    src: Path = typer.Argument(..., help="Input table: RELION .star or Dynamo .tbl."),
+    dst: Path = typer.Argument(..., help="Output table: .tbl or .star (the other format)."),
+    pixel_size: float | None = opt.pixel_size(help="Å per pixel of the coordinates (tomogram/tilt-series "
+        "pixels). Default: rlnTomoTiltSeriesPixelSize of the STAR, or apix of the tbl."),
+    tomograms: Path | None = typer.Option(
+        None, "--tomograms", help="Dynamo volume list (.doc: 'index name' lines) naming the "
+        "tomograms of a .tbl; default <IN>.doc when it exists."),
+) -> None:
+    """Convert a subtomogram table between RELION STAR and Dynamo tbl (poses via matrices)."""
+    from rich.console import Console
+
+    n, doc = convert_table(src, dst, pixel_size, tomograms)
+    extra = f" and volume list {doc}" if doc is not None else ""
+    Console().print(f"wrote {n} particles to {dst}{extra}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``convert`` command."""
-
-    @app.command("convert")
-    def convert(
-        src: Path = typer.Argument(..., help="Input table: RELION .star or Dynamo .tbl."),
-        dst: Path = typer.Argument(..., help="Output table: .tbl or .star (the other format)."),
-        pixel_size: float | None = typer.Option(
-            None, "--pixel-size", help="Å per pixel of the coordinates (tomogram/tilt-series "
-            "pixels). Default: rlnTomoTiltSeriesPixelSize of the STAR, or apix of the tbl."),
-        tomograms: Path | None = typer.Option(
-            None, "--tomograms", help="Dynamo volume list (.doc: 'index name' lines) naming the "
-            "tomograms of a .tbl; default <IN>.doc when it exists."),
-    ) -> None:
-        """Convert a subtomogram table between RELION STAR and Dynamo tbl (poses via matrices)."""
-        from rich.console import Console
-
-        n, doc = convert_table(src, dst, pixel_size, tomograms)
-        extra = f" and volume list {doc}" if doc is not None else ""
-        Console().print(f"wrote {n} particles to {dst}{extra}")
+    app.command("convert", epilog=opt.example(
+        "cryoframe convert particles.star particles.tbl --pixel-size 10"))(convert)

@@ -13,10 +13,17 @@ import sys
 import typer
 from rich.console import Console
 
+import cryoframe.cli as cli_pkg
 from cryoframe._errors import CryoframeError
 
 _STATE = {"debug": False}
 err_console = Console(stderr=True)
+
+
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    _STATE["debug"] = debug
 
 
 def build_app() -> typer.Typer:
@@ -29,14 +36,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
 
-    @app.callback()
-    def _root(
-        debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-    ) -> None:
-        _STATE["debug"] = debug
-
-    import cryoframe.cli as cli_pkg
-
+    app.callback()(_root)
     for info in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=lambda m: m.name):
         if info.name in {"main"} or info.name.startswith("_"):
             continue

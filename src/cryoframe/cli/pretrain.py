@@ -17,62 +17,67 @@ from pathlib import Path
 
 import typer
 
+from cryoframe._config import load_config
+from cryoframe._errors import InputError
+from cryoframe._record import write_timestamped_record
+from cryoframe.cli import _options as opt
+from cryoframe.train.loop import load_pretrain_config, run_pretrain
+from cryoframe.train.supervised import SupervisedConfig, run_supervised
+
+
+def pretrain(
+    config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
+    out: Path = typer.Option(Path("pretrain_out"), "--out", help="Run folder."),
+    steps: int = typer.Option(None, "--steps", help="Total optimisation steps."),
+    batch_size: int = opt.batch_size(None, help="Per-process batch size."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate (default √(B/512)·1e-5)."),
+    threads: int = opt.threads(),
+    max_wall_s: float = typer.Option(None, "--max-wall-s", help="Stop after this wall time."),
+    seed: int = opt.seed(None, help="Run seed."),
+    store: Path = typer.Option(None, "--store", help="Train from this CryoEngine store."),
+    objective: str = typer.Option("nrcl", "--objective",
+                                  help="nrcl (APT-ViT pair encoder) or supervised."),
+    max_steps: int = typer.Option(None, "--max-steps",
+                                  help="supervised: train at most this many more steps."),
+    device: str = typer.Option("cpu", "--device",
+                               help="supervised: torch device of the network (cpu, cuda)."),
+) -> None:
+    """Pretrain an encoder (resumes automatically from OUT/checkpoint.pt).
+
+    Example: ``cryoframe pretrain --objective supervised -c config.yaml --out run/``
+    """
+    from rich.console import Console
+
+    if objective == "supervised":
+        _supervised(config, out, steps, batch_size, lr, threads, seed, max_steps, device,
+                    max_wall_s)
+        return
+    if objective != "nrcl":
+
+        raise InputError(f"unknown objective '{objective}'", field="--objective",
+                         expected="nrcl or supervised")
+
+
+    cfg = load_pretrain_config(config, steps=steps, batch_size=batch_size, lr=lr,
+                               threads=threads, max_wall_s=max_wall_s, seed=seed)
+    if store is not None:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
+            update={"kind": "store", "store_path": str(store)})})
+    summary = run_pretrain(cfg, out)
+    write_timestamped_record(out, "pretrain", {"config": cfg.model_dump(mode="json"),
+                                 "start_step": summary.get("start_step"),
+                                 "steps_done": summary.get("steps_done")})
+    Console().print(
+        f"steps {summary['start_step']}→{summary['steps_done']}, "
+        f"{summary['samples_per_s']:.2f} samples/s "
+        f"(network only {summary['net_samples_per_s']:.2f}), "
+        f"k-NN {summary.get('knn_acc', float('nan')):.1f} %, encoder: {out / 'encoder.pt'}")
+
 
 def register(app: typer.Typer) -> None:
     """Add the ``pretrain`` command."""
-
-    @app.command("pretrain")
-    def pretrain(
-        config: Path = typer.Option(None, "--config", "-c", help="YAML config file."),
-        out: Path = typer.Option(Path("pretrain_out"), "--out", help="Run folder."),
-        steps: int = typer.Option(None, "--steps", help="Total optimisation steps."),
-        batch_size: int = typer.Option(None, "--batch-size", help="Per-process batch size."),
-        lr: float = typer.Option(None, "--lr", help="Peak learning rate (default √(B/512)·1e-5)."),
-        threads: int = typer.Option(None, "--threads", help="torch CPU threads."),
-        max_wall_s: float = typer.Option(None, "--max-wall-s", help="Stop after this wall time."),
-        seed: int = typer.Option(None, "--seed", help="Run seed."),
-        store: Path = typer.Option(None, "--store", help="Train from this CryoEngine store."),
-        objective: str = typer.Option("nrcl", "--objective",
-                                      help="nrcl (APT-ViT pair encoder) or supervised."),
-        max_steps: int = typer.Option(None, "--max-steps",
-                                      help="supervised: train at most this many more steps."),
-        device: str = typer.Option("cpu", "--device",
-                                   help="supervised: torch device of the network (cpu, cuda)."),
-    ) -> None:
-        """Pretrain an encoder (resumes automatically from OUT/checkpoint.pt).
-
-        Example: ``cryoframe pretrain --objective supervised -c config.yaml --out run/``
-        """
-        from rich.console import Console
-
-        if objective == "supervised":
-            _supervised(config, out, steps, batch_size, lr, threads, seed, max_steps, device,
-                        max_wall_s)
-            return
-        if objective != "nrcl":
-            from cryoframe._errors import InputError
-
-            raise InputError(f"unknown objective '{objective}'", field="--objective",
-                             expected="nrcl or supervised")
-
-        from cryoframe.train.loop import load_pretrain_config, run_pretrain
-
-        cfg = load_pretrain_config(config, steps=steps, batch_size=batch_size, lr=lr,
-                                   threads=threads, max_wall_s=max_wall_s, seed=seed)
-        if store is not None:
-            cfg = cfg.model_copy(update={"data": cfg.data.model_copy(
-                update={"kind": "store", "store_path": str(store)})})
-        summary = run_pretrain(cfg, out)
-        from cryoframe.cli._subtomos import run_record
-
-        run_record(out, "pretrain", {"config": cfg.model_dump(mode="json"),
-                                     "start_step": summary.get("start_step"),
-                                     "steps_done": summary.get("steps_done")})
-        Console().print(
-            f"steps {summary['start_step']}→{summary['steps_done']}, "
-            f"{summary['samples_per_s']:.2f} samples/s "
-            f"(network only {summary['net_samples_per_s']:.2f}), "
-            f"k-NN {summary.get('knn_acc', float('nan')):.1f} %, encoder: {out / 'encoder.pt'}")
+    app.command("pretrain", epilog=opt.example(
+        "cryoframe pretrain --config pretrain.yaml --out pretrain_out"))(pretrain)
 
 
 def _supervised(config: Path | None, out: Path, steps, batch_size, lr, threads, seed,
@@ -80,8 +85,6 @@ def _supervised(config: Path | None, out: Path, steps, batch_size, lr, threads, 
     import torch
     from rich.console import Console
 
-    from cryoframe._config import load_config
-    from cryoframe.train.supervised import SupervisedConfig, run_supervised
 
     cfg = load_config(SupervisedConfig, config, steps=steps, batch_size=batch_size, lr=lr,
                       seed=seed)

@@ -19,7 +19,17 @@ __all__ = [
     "structure_path",
     "map_path",
     "trajectory_paths",
+    "PARTICLE_PRETRAIN_DENSITIES",
+    "PARTICLE_BENCHMARK_DENSITIES",
 ]
+
+#: Particle (2D) pretraining densities (BENCHMARKS.md): the 3J9I and 4V4R_30S maps and the other
+#: polnet maps.
+PARTICLE_PRETRAIN_DENSITIES = ("3J9I", "4V4R_30S", "1F4A", "2UV8", "3IPM", "4V7R", "4V94", "5MRC",
+                               "6PXM", "6QZP", "6UTJ", "7N4Y", "8TUX")
+#: Benchmark structures of particles-knn / particles-rank; never used for particle training.
+PARTICLE_BENCHMARK_DENSITIES = ("1BXN", "1QVR", "1U6G", "2CG9", "3CF3", "3D2F", "3H84", "3QM1",
+                                "7P6Z", "1WCM", "4CR2", "4V4R_50S")
 
 #: Bundled atomic models, keyed by upper-case PDB ID (plus suffix where it is a fragment).
 STRUCTURES: dict[str, str] = {

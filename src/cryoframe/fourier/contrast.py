@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
+from cryoframe.fourier.fsc import fsc
 from cryoframe.geometry.grids import radial_frequency
 
 __all__ = ["ContrastRelation", "contrast_relation", "map_contrast_relation", "resolve_contrast"]
@@ -119,8 +120,6 @@ def map_contrast_relation(map_a, map_b, *, max_shell_fraction: float = 0.125,
     The mean FSC over shells ``1 … max(2, max_shell_fraction · n)`` (DC excluded) is the
     correlation; maps of opposite contrast give a negative value.
     """
-    from cryoframe.fourier.fsc import fsc
-
     _, curve = fsc(map_a, map_b)
     n = _as_tensor(map_a).shape[-1]
     hi = max(2, int(round(max_shell_fraction * n)))

@@ -73,7 +73,7 @@ def _prepare(a: object, b: object, mask: object | None) -> tuple[Tensor, Tensor]
 
 
 def _spectra(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    """rfft products, Hermitian weights and frequency vectors."""
+    """Rfft products, Hermitian weights and frequency vectors."""
     n = x.shape[-1]
     fx, fy = torch.fft.rfftn(x), torch.fft.rfftn(y)
     k = fftfreq_grid(x.shape, rfft=True, dtype=torch.float64, device=x.device)  # (..., nd)

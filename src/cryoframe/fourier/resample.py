@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
+from cryoframe.fourier.filters import fourier_crop, fourier_pad
 
 __all__ = ["ResamplePlan", "plan_resample", "resample_volumes", "center_crop_or_pad"]
 
@@ -131,8 +132,6 @@ def center_crop_or_pad(x: Tensor, size: int, fill: Tensor | None = None) -> Tens
 
 def _fourier_resize_centred(x: Tensor, m: int) -> Tensor:
     """Band-limited resize `(..., n, n, n)` → `(..., m, m, m)` keeping voxel n//2 → m//2."""
-    from cryoframe.fourier.filters import fourier_crop, fourier_pad
-
     n = x.shape[-1]
     if m == n:
         return x

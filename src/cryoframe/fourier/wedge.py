@@ -23,8 +23,9 @@ from torch import Tensor
 
 from cryoframe._errors import InputError
 from cryoframe.geometry.grids import fftfreq_grid
+from cryoframe.geometry.transforms import rotate_volumes
 
-__all__ = ["missing_wedge_mask", "tilt_elevation_deg"]
+__all__ = ["missing_wedge_mask", "tilt_elevation_deg", "wedge_mask", "rotate_fourier_mask"]
 
 
 def tilt_elevation_deg(k_zyx: Tensor, tilt_axis: Literal["y", "x"] = "y") -> Tensor:
@@ -102,3 +103,37 @@ def missing_wedge_mask(
     perp = 2 if tilt_axis == "y" else 1  # in-plane axis perpendicular to the tilt axis
     inside |= (k[..., 0] == 0) & (k[..., perp] == 0)  # tilt axis (and DC): in every plane
     return inside.to(dtype)
+
+
+def wedge_mask(shape_zyx: tuple[int, int, int], tilt_min_deg: float = -60.0,
+               tilt_max_deg: float = 60.0) -> Tensor:
+    """Full-spectrum (fftfreq order) missing-wedge mask of a single-axis tilt series about y.
+
+    Thin wrapper of :func:`cryoframe.fourier.wedge.missing_wedge_mask` returning float32.
+    """
+    return torch.as_tensor(
+        missing_wedge_mask(tuple(shape_zyx), tilt_min_deg=tilt_min_deg,
+                           tilt_max_deg=tilt_max_deg, tilt_axis="y", rfft=False)
+    ).to(torch.float32)
+
+
+def rotate_fourier_mask(mask_full: Tensor, rotations: Tensor) -> Tensor:
+    """Rotate a Fourier-space mask: ``M_R(k) = M(Rᵀ k)`` (the sampled region of a rotated volume).
+
+    Parameters
+    ----------
+    mask_full : Tensor
+        `(n, n, n)` mask over the full spectrum in fftfreq order (DC at index 0).
+    rotations : Tensor
+        `(B, 3, 3)` active rotations.
+
+    Returns
+    -------
+    Tensor
+        `(B, n, n, n // 2 + 1)` rotated mask on the rfft half spectrum, values in [0, 1]
+        (trilinear interpolation, so edges are soft).
+    """
+    shifted = torch.fft.fftshift(mask_full.to(torch.float32), dim=(-3, -2, -1))  # DC at n // 2
+    rot = rotate_volumes(shifted, rotations, order="linear")
+    full = torch.fft.ifftshift(rot, dim=(-3, -2, -1))
+    return full[..., : mask_full.shape[-1] // 2 + 1].clamp(0, 1)

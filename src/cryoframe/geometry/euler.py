@@ -94,6 +94,14 @@ def _check(r: object) -> Tensor:
     return t
 
 
+def _tilt_of_zxz(m: Tensor) -> tuple[Tensor, Tensor]:
+    """Tilt (rad) of ``m = Rz(a) Rx(tilt) Rz(b)`` from its third row, and where it is not a
+    gimbal lock (``sin(tilt)`` above :data:`_GIMBAL_SIN`).
+    """
+    sin_tilt = torch.hypot(m[..., 2, 0], m[..., 2, 1])
+    return torch.atan2(sin_tilt, m[..., 2, 2]), sin_tilt > _GIMBAL_SIN
+
+
 def _wrap_deg(a: Tensor) -> Tensor:
     a = torch.rad2deg(a)
     return torch.where(a <= -180.0, a + 360.0, a)
@@ -115,9 +123,7 @@ def matrix_to_relion_euler(r: object) -> tuple[Tensor, Tensor, Tensor]:
     t = _check(r)
     dtype = t.dtype
     a = xyz_to_zyx_matrix(t.to(torch.float64))  # RELION's A
-    sin_tilt = torch.hypot(a[..., 2, 0], a[..., 2, 1])
-    tilt = torch.atan2(sin_tilt, a[..., 2, 2])
-    regular = sin_tilt > _GIMBAL_SIN
+    tilt, regular = _tilt_of_zxz(a)
     rot = torch.where(regular, torch.atan2(a[..., 2, 1], a[..., 2, 0]), torch.zeros_like(tilt))
     psi_reg = torch.atan2(a[..., 1, 2], -a[..., 0, 2])
     # tilt ≈ 0: A = Rz'(rot + psi); tilt ≈ 180: A(0,0) = −cos(psi − rot), A(0,1) = sin(psi − rot)
@@ -146,26 +152,17 @@ def dynamo_euler_to_matrix(tdrot_deg: object, tilt_deg: object, narot_deg: objec
 
 
 def matrix_to_dynamo_euler(r: object) -> tuple[Tensor, Tensor, Tensor]:
-    """Dynamo ``(tdrot, tilt, narot)`` in degrees of pose matrices.
+    """Dynamo ``(tdrot, tilt, narot)`` in degrees of `(..., 3, 3)` zyx-acting pose matrices.
 
-    Parameters
-    ----------
-    r : array-like
-        `(..., 3, 3)` zyx-acting pose matrices.
-
-    Returns
-    -------
-    tdrot_deg, tilt_deg, narot_deg : Tensor
-        `(...)` each; ``tilt ∈ [0, 180]``, ``tdrot, narot ∈ (−180, 180]``.
+    The inverse of :func:`dynamo_euler_to_matrix`: `(...)` each, ``tilt ∈ [0, 180]``,
+    ``tdrot, narot ∈ (−180, 180]`` (the same ranges as :func:`matrix_to_relion_euler`).
     """
     t = _check(r)
     dtype = t.dtype
     d = xyz_to_zyx_matrix(t.to(torch.float64)).transpose(-1, -2)  # Dynamo's D (xyz)
     # D = Rz(a) Rx(t) Rz(b), a = narot, b = tdrot:
     # D[2] = (st·sb, st·cb, ct); D[:, 2] = (sa·st, −ca·st, ct)
-    sin_tilt = torch.hypot(d[..., 2, 0], d[..., 2, 1])
-    tilt = torch.atan2(sin_tilt, d[..., 2, 2])
-    regular = sin_tilt > _GIMBAL_SIN
+    tilt, regular = _tilt_of_zxz(d)
     tdrot = torch.where(regular, torch.atan2(d[..., 2, 0], d[..., 2, 1]), torch.zeros_like(tilt))
     narot_reg = torch.atan2(d[..., 0, 2], -d[..., 1, 2])
     # tilt ≈ 0: D = Rz(a + b); tilt ≈ 180: D(0,0) = cos(a − b), D(1,0) = sin(a − b)

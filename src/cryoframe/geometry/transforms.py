@@ -198,7 +198,8 @@ def rotate_volumes(vol: Tensor, rotations: Tensor, order: Order = "linear") -> T
 def _homogeneous_grid_xyz1(shape: tuple[int, ...], dtype: torch.dtype,
                            device: torch.device) -> Tensor:
     """`(D·H·W, 4)` normalised (x, y, z, 1) voxel positions (cached: aligners rotate the same
-    box size thousands of times; the result is only read)."""
+    box size thousands of times; the result is only read).
+    """
     axes = [torch.linspace(-1.0, 1.0, n, dtype=dtype, device=device) for n in shape]
     zz, yy, xx = torch.meshgrid(*axes, indexing="ij")
     return torch.stack([xx, yy, zz, torch.ones_like(xx)], -1).reshape(-1, 4)

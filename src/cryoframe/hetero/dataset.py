@@ -25,6 +25,15 @@ from cryoframe._atomic import atomic_path, atomic_write_text
 from cryoframe._errors import InputError
 from cryoframe.hetero.ensemble import Ensemble
 from cryoframe.hetero.images import ImagingConfig, ParticleImages
+from cryoframe.io.mrc import read_image_stack, write_mrc
+from cryoframe.io.star import (
+    ParticleTable,
+    particles_with_poses,
+    poses_from_particles,
+    read_particles,
+    require_columns,
+    write_particles,
+)
 
 __all__ = ["HeteroDataset", "save_dataset", "load_dataset", "estimate_noise_std"]
 
@@ -61,9 +70,6 @@ def estimate_noise_std(images: torch.Tensor, radius_fraction: float = 0.45) -> f
 def save_dataset(out_dir: str | Path, data: ParticleImages, ensemble: Ensemble | None = None
                  ) -> Path:
     """Write a simulated dataset folder (see module docstring); returns the folder."""
-    from cryoframe.io.mrc import write_mrc
-    from cryoframe.io.star import ParticleTable, particles_with_poses, write_particles
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = data.config
@@ -108,9 +114,6 @@ def load_dataset(folder: str | Path) -> HeteroDataset:
     ``imaging.json`` is optional: without it the microscope constants come from the STAR optics
     and the noise std is estimated from the image background.
     """
-    from cryoframe.io.mrc import read_image_stack
-    from cryoframe.io.star import poses_from_particles, read_particles, require_columns
-
     folder = Path(folder)
     star = folder / "particles.star"
     if not star.exists():

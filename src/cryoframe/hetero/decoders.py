@@ -34,6 +34,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from cryoframe._errors import InputError
+
 __all__ = ["LatentTable", "GCNDecoder", "MLPDecoder", "count_weights", "make_decoder",
            "load_decoder_state"]
 
@@ -205,8 +207,6 @@ class MLPDecoder(nn.Module):
 def make_decoder(kind: str, template_zyx_angstrom, edge_index: Tensor | None = None,
                  latent_dim: int = 8) -> nn.Module:
     """Build ``"gnn"`` (K=16, C=16) or ``"mlp"`` (H=8, D=32), the paper's AdK sizes."""
-    from cryoframe._errors import InputError
-
     if kind == "gnn":
         if edge_index is None:
             raise InputError("the GNN decoder needs the backbone graph", field="edge_index")

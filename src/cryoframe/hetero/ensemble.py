@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from cryoframe._errors import InputError
+from cryoframe.hetero._physics import interaction_scale_rad_per_angstrom
+from cryoframe.io.structures import read_structure
 
 __all__ = [
     "AMINO_ACIDS",
@@ -190,9 +192,6 @@ def load_template(path: str | Path, chain: str | None = "A", voltage_kv: float =
     -------
     Template
     """
-    from cryoframe.io.structures import read_structure
-    from cryoframe.hetero._physics import interaction_scale_rad_per_angstrom
-
     atoms = read_structure(path, chains=None if chain is None else [chain])
     names = np.asarray(atoms.residue_names).astype(str)
     keep = np.isin(np.char.strip(names), list(AMINO_ACIDS))

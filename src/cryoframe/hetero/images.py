@@ -25,19 +25,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+from pydantic import PositiveFloat, PositiveInt
 
+from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
+from cryoframe.fourier.ctf import ctf_2d
+from cryoframe.geometry.rotations import random_rotations
 from cryoframe.hetero._physics import interaction_scale_rad_per_angstrom
 from cryoframe.hetero.ensemble import Ensemble
+from cryoframe.simulate.noise import combine_signal_noise
 
 __all__ = ["ImagingConfig", "ParticleImages", "simulate_images", "ctf_stack", "apply_ctf_padded"]
 
 
-class ImagingConfig(BaseModel):
+class ImagingConfig(FrozenConfig):
     """Microscope and image parameters (defaults: the paper's Parakeet settings, CPU-scaled)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     box_px: PositiveInt = 64
     pixel_size_angstrom: PositiveFloat = 2.0
     voltage_kv: PositiveFloat = 300.0
@@ -102,8 +105,6 @@ def ctf_stack(config: ImagingConfig, defocus_angstrom: torch.Tensor, box_px: int
     Tensor
         `(m, n_pad, n_pad // 2 + 1)` CTF values (RELION sign convention).
     """
-    from cryoframe.fourier.ctf import ctf_2d
-
     n_pad = (box_px or config.box_px) * config.pad_factor
     px = pixel_size_angstrom or config.pixel_size_angstrom
     df = torch.as_tensor(defocus_angstrom, dtype=torch.float64).reshape(-1)
@@ -186,8 +187,6 @@ def simulate_images(
     -------
     ParticleImages
     """
-    from cryoframe.geometry.rotations import random_rotations
-
     config = config or ImagingConfig()
     if n_per_conformation < 1:
         raise InputError("need at least one image per conformation", field="n_per_conformation",
@@ -232,9 +231,10 @@ def simulate_images(
         noise_std = math.sqrt(signal_var / config.snr)
     else:
         noise_std = 1.0 / math.sqrt(config.dose_e_per_angstrom2 * px**2)
-    noise = torch.randn(m, n, n, generator=gen) * noise_std
+    images = combine_signal_noise(clean, torch.randn(m, n, n, generator=gen),
+                                  signal_var / noise_std**2, signal_var=signal_var, noise_var=1.0)
     return ParticleImages(
-        images=clean + noise, rotations=rots, defocus_angstrom=defocus, conformation=conf,
+        images=images, rotations=rots, defocus_angstrom=defocus, conformation=conf,
         noise_std=noise_std, snr=signal_var / noise_std**2, config=config,
         extra={"dose_equivalent_e_per_angstrom2": 1.0 / (noise_std**2 * px**2)},
     )

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from cryoframe._atomic import atomic_path, atomic_savefig
+from cryoframe.io.star import particles_with_poses, write_particles
 
 __all__ = ["write_ca_models_pdb", "latent_pca", "plot_latents", "plot_rmsd_histogram",
            "pick_models_along_pc1", "write_results_star"]
@@ -123,7 +124,6 @@ def write_results_star(path: str | Path, table, latents: torch.Tensor,
     """
     import dataclasses
 
-    from cryoframe.io.star import particles_with_poses, write_particles
 
     df = table.particles.copy()
     z = latents.detach().numpy()

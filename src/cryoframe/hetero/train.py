@@ -13,15 +13,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+from pydantic import PositiveFloat, PositiveInt
 
-from cryoframe._atomic import atomic_path
+from cryoframe._config import FrozenConfig
 from cryoframe._errors import InputError
-from cryoframe.hetero.decoders import (LatentTable, count_weights, load_decoder_state,
-                                       make_decoder)
+from cryoframe.geometry.rotations import so3_grid
+from cryoframe.hetero.decoders import LatentTable, count_weights, load_decoder_state, make_decoder
 from cryoframe.hetero.ensemble import Template
 from cryoframe.hetero.forward import ResidueForwardModel
 from cryoframe.hetero.graph import BackboneGraph
@@ -29,14 +29,14 @@ from cryoframe.hetero.images import ImagingConfig, ctf_stack
 from cryoframe.hetero.losses import RegularizerWeights, regularizer, warmup_factor
 from cryoframe.hetero.poses import bin_images, coarse_to_fine_search, expected_discrepancy
 from cryoframe.hetero.rmsd import kabsch_rmsd
+from cryoframe.train.checkpoint import load_state, save_state
 
 __all__ = ["TrainConfig", "TrainResult", "train_autodecoder", "predict_conformations"]
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(FrozenConfig):
     """Hyperparameters (defaults: paper, supplement §3–§6; epochs scaled to a CPU)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
     decoder: Literal["gnn", "mlp"] = "gnn"
     use_r2: bool = True
     poses: Literal["known", "esl"] = "known"
@@ -104,6 +104,7 @@ def train_autodecoder(
     out_dir: str | Path | None = None,
     resume: bool = False,
     show_progress: bool = True,
+    decoder_factory: Callable[..., torch.nn.Module] = make_decoder,
 ) -> TrainResult:
     """Fit decoder + latents to the images.
 
@@ -132,6 +133,9 @@ def train_autodecoder(
         Continue from ``out_dir/checkpoint.pt`` if present.
     show_progress : bool
         Rich progress bar.
+    decoder_factory : callable
+        ``(kind, template_zyx_angstrom, edge_index, latent_dim) → decoder``; default
+        :func:`cryoframe.hetero.decoders.make_decoder` (experiments pass their own variant).
 
     Returns
     -------
@@ -139,7 +143,6 @@ def train_autodecoder(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cryoframe.geometry.rotations import so3_grid
 
     t0 = time.perf_counter()
     m = images.shape[0]
@@ -151,7 +154,7 @@ def train_autodecoder(
                          field="box_px", expected="matching image size")
     torch.manual_seed(config.seed)
     x0 = torch.as_tensor(template.ca_zyx_angstrom, dtype=torch.float32)
-    decoder = make_decoder(config.decoder, x0, graph.edge_index, config.latent_dim)
+    decoder = decoder_factory(config.decoder, x0, graph.edge_index, config.latent_dim)
     latents = LatentTable(m, config.latent_dim, config.latent_init_std)
     model = ResidueForwardModel(template.amplitude_rad_angstrom2, template.sigma_angstrom,
                                 imaging.box_px, imaging.pixel_size_angstrom)
@@ -182,8 +185,8 @@ def train_autodecoder(
     history: list[dict] = []
     start_epoch = 1
     ckpt = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
-    if resume and ckpt is not None and ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = load_state(ckpt) if resume else None
+    if state is not None:
         load_decoder_state(decoder, state, ckpt)
         latents.load_state_dict(state["latents"])
         opt.load_state_dict(state["optimizer"])
@@ -196,12 +199,11 @@ def train_autodecoder(
     def save(epoch: int) -> None:
         if ckpt is None:
             return
-        with atomic_path(ckpt) as tmp:
-            torch.save({"decoder": decoder.state_dict(), "latents": latents.state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "history": history, "epoch": epoch,
-                        "config": config.model_dump(mode="json"),
-                        "support": support if esl else None}, tmp)
+        save_state(ckpt, {"decoder": decoder.state_dict(), "latents": latents.state_dict(),
+                          "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                          "history": history, "epoch": epoch,
+                          "config": config.model_dump(mode="json"),
+                          "support": support if esl else None})
 
     gen = torch.Generator().manual_seed(config.seed)
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),

@@ -39,6 +39,7 @@ import torch
 
 from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
+from cryoframe.geometry.euler import matrix_to_relion_euler, relion_euler_to_matrix
 
 __all__ = [
     "ParticleTable",
@@ -344,6 +345,23 @@ def pixel_size_angstrom(table: ParticleTable | pd.DataFrame, *, file: str | Path
                      expected="rlnImagePixelSize, or rlnDetectorPixelSize and rlnMagnification")
 
 
+def table_pixel_size(table: ParticleTable) -> float | None:
+    """One pixel (voxel) size for the whole table, in Å, else ``None``.
+
+    The first finite positive value of ``rlnImagePixelSize`` / ``rlnTomoSubtomogramPixelSize`` /
+    ``rlnPixelSize`` in the particle columns or the optics groups (subtomogram tables); use
+    :func:`pixel_size_angstrom` for per-particle values of 2D stacks.
+    """
+    df = table.particles
+    for col in ("rlnImagePixelSize", "rlnTomoSubtomogramPixelSize", "rlnPixelSize"):
+        for frame in (df, table.optics):
+            if frame is not None and col in frame.columns and len(frame):
+                v = float(frame[col].iloc[0])
+                if np.isfinite(v) and v > 0:
+                    return v
+    return None
+
+
 def _origin_angstrom(df: pd.DataFrame, file: Path | None,
                      pixel_size: float | np.ndarray | None, table: Any) -> np.ndarray:
     """RELION origins as `(n, 3)` zyx in Å (zeros where absent)."""
@@ -382,8 +400,6 @@ def poses_from_particles(
     shifts_zyx_angstrom : torch.Tensor
         `(n, 3)` float64 particle centre minus box centre, Å, zyx (= −rlnOrigin; z = 0 for 2D).
     """
-    from cryoframe.geometry.euler import relion_euler_to_matrix
-
     df = table.particles if isinstance(table, ParticleTable) else table
     file = table.source if isinstance(table, ParticleTable) else None
     require_columns(df, ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"], file=file,
@@ -421,8 +437,6 @@ def particles_with_poses(
     shifts_zyx_angstrom : array-like
         `(n, 3)` particle centre minus box centre, Å, zyx.
     """
-    from cryoframe.geometry.euler import matrix_to_relion_euler
-
     df = (table.particles if isinstance(table, ParticleTable) else table).copy()
     file = table.source if isinstance(table, ParticleTable) else None
     rot = torch.as_tensor(np.asarray(rotations), dtype=torch.float64)

@@ -29,6 +29,9 @@ import pandas as pd
 
 from cryoframe._atomic import atomic_path, atomic_write_text
 from cryoframe._errors import InputError
+from cryoframe.io.mrc import write_mrc
+from cryoframe.io.star import write_particles
+from cryoframe.io.subtomo_table import subtomo_to_relion
 
 __all__ = ["SubtomoStore", "parse_shard"]
 
@@ -257,10 +260,6 @@ class SubtomoStore:
         written as RELION's ``rlnOrigin*Angst = −shift`` and angles via the RELION ZYZ
         convention of :mod:`cryoframe.geometry.euler`.
         """
-        from cryoframe.io.mrc import write_mrc
-        from cryoframe.io.star import write_particles
-        from cryoframe.io.subtomo_table import subtomo_to_relion
-
         out = Path(out_dir)
         (out / "subtomograms").mkdir(parents=True, exist_ok=True)
         tables = []

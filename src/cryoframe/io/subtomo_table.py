@@ -35,6 +35,12 @@ import pandas as pd
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.geometry.euler import (
+    dynamo_euler_to_matrix,
+    matrix_to_dynamo_euler,
+    matrix_to_relion_euler,
+)
+from cryoframe.io.dynamo import DYNAMO_COLUMNS
 from cryoframe.io.star import ParticleTable, poses_from_particles, require_columns
 
 __all__ = [
@@ -163,8 +169,6 @@ def subtomo_to_relion(df: pd.DataFrame, pixel_size_angstrom: float) -> ParticleT
     Coordinates are written in pixels of size ``pixel_size_angstrom`` (also stored as
     ``rlnTomoTiltSeriesPixelSize`` in a single optics group), origins in Å.
     """
-    from cryoframe.geometry.euler import matrix_to_relion_euler
-
     require_columns(df, ["tomo_name", *COORD_COLUMNS, *SHIFT_COLUMNS, *ROTATION_COLUMNS],
                     what="subtomogram table")
     px = _positive_pixel_size(pixel_size_angstrom, None, "pixel_size_angstrom")
@@ -210,8 +214,6 @@ def subtomo_from_dynamo(tbl: pd.DataFrame, pixel_size_angstrom: float | None = N
     tomograms : dict of int to str, optional
         Volume list ``{tomo index: name}``; default the index as text.
     """
-    from cryoframe.geometry.euler import dynamo_euler_to_matrix
-
     fpath = None if file is None else Path(file)
     require_columns(tbl, ["x", "y", "z", "dx", "dy", "dz", "tdrot", "tilt", "narot"],
                     file=fpath, what="Dynamo table")
@@ -251,9 +253,6 @@ def subtomo_to_dynamo(df: pd.DataFrame, pixel_size_angstrom: float,
     tomograms : dict of int to str
         ``{tomo index: tomogram name}`` for a Dynamo ``.doc`` volume list.
     """
-    from cryoframe.geometry.euler import matrix_to_dynamo_euler
-    from cryoframe.io.dynamo import DYNAMO_COLUMNS
-
     require_columns(df, ["tomo_name", *COORD_COLUMNS, *SHIFT_COLUMNS, *ROTATION_COLUMNS],
                     what="subtomogram table")
     px = _positive_pixel_size(pixel_size_angstrom, None, "pixel_size_angstrom")

@@ -15,6 +15,10 @@ import warnings
 from pathlib import Path
 
 from cryoframe._errors import InputError
+from cryoframe.io.dynamo import read_tbl
+from cryoframe.io.mrc import read_mrc, read_mrc_header
+from cryoframe.io.star import read_star
+from cryoframe.io.structures import read_structure
 
 __all__ = ["describe_file", "file_kind"]
 
@@ -44,7 +48,6 @@ def file_kind(path: str | Path) -> str:
 def _mrc_rows(path: Path) -> list[tuple[str, str]]:
     import mrcfile
 
-    from cryoframe.io.mrc import read_mrc, read_mrc_header
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -76,7 +79,6 @@ def _mrc_rows(path: Path) -> list[tuple[str, str]]:
 def _star_rows(path: Path) -> list[tuple[str, str]]:
     import pandas as pd
 
-    from cryoframe.io.star import read_star
 
     blocks = read_star(path)
     rows: list[tuple[str, str]] = [("format", "STAR"), ("blocks", ", ".join(
@@ -100,7 +102,6 @@ def _star_rows(path: Path) -> list[tuple[str, str]]:
 
 
 def _tbl_rows(path: Path) -> list[tuple[str, str]]:
-    from cryoframe.io.dynamo import read_tbl
 
     df = read_tbl(path)
     cols = list(df.columns)
@@ -115,7 +116,6 @@ def _tbl_rows(path: Path) -> list[tuple[str, str]]:
 def _model_rows(path: Path) -> list[tuple[str, str]]:
     import gemmi
 
-    from cryoframe.io.structures import read_structure
 
     atoms = read_structure(path)  # same checks as the simulators
     st = gemmi.read_structure(str(path))

@@ -158,7 +158,8 @@ class ViT2d(nn.Module):
 
 class ParticleRanker(nn.Module):
     """CryoRanker: encoder + linear head with two logits ``[z₀, z₁]`` (junk, good); the score
-    is ``softmax(z)₁`` (003, eq. 7)."""
+    is ``softmax(z)₁`` (003, eq. 7).
+    """
 
     def __init__(self, encoder: ViT2d) -> None:
         super().__init__()

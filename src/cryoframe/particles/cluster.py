@@ -1,16 +1,23 @@
 """Pose clustering and k-NN evaluation on particle features (003: k-means++ in feature space,
-k-NN score eq. 1 with k = 1)."""
+k-NN score eq. 1 with k = 1).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from cryoframe._errors import InputError
-from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS
+from cryoframe.io.star import write_particles
+from cryoframe.models.pretrained import load_particle_encoder
+from cryoframe.particles.embed import DEFAULT_IN_PLANE_ROTATIONS, embed_images
+from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
+from cryoframe.tasks.cluster import kmeans_pp
+from cryoframe.train.knn_monitor import knn_accuracy
 
-__all__ = ["kmeans_pp", "knn_accuracy", "cluster_star", "CLUSTER_COLUMN"]
+__all__ = ["kmeans_pp", "knn_split_accuracy", "cluster_star", "CLUSTER_COLUMN"]
 
 CLUSTER_COLUMN = "rlnClassNumber"
 
@@ -23,35 +30,8 @@ def _check(features) -> np.ndarray:
     return x
 
 
-def _l2(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def kmeans_pp(features, n_clusters: int, seed: int = 0, n_init: int = 10,
-              normalise: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """k-means with k-means++ seeding on (L2-normalised) features.
-
-    Returns
-    -------
-    labels : numpy.ndarray
-        `(n,)` cluster index in [0, k).
-    centres : numpy.ndarray
-        `(k, d)` centres.
-    """
-    from sklearn.cluster import KMeans
-
-    x = _check(features)
-    if not 1 <= n_clusters <= len(x):
-        raise InputError(f"{n_clusters} clusters for {len(x)} particles", field="n_clusters",
-                         expected=f"1 <= k <= {len(x)}")
-    x = _l2(x) if normalise else x
-    km = KMeans(n_clusters=n_clusters, init="k-means++", n_init=n_init, random_state=seed)
-    labels = km.fit_predict(x)
-    return labels.astype(np.int64), km.cluster_centers_
-
-
-def knn_accuracy(features, labels, k: int = 1, test_fraction: float = 0.5, seed: int = 0,
-                 metric: str = "cosine", standardise: bool = False) -> float:
+def knn_split_accuracy(features, labels, k: int = 1, test_fraction: float = 0.5, seed: int = 0,
+                       metric: str = "cosine", standardise: bool = False) -> float:
     """k-NN accuracy (eq. 1) of a stratified random split: fit on one part, score the other.
 
     Parameters
@@ -75,11 +55,8 @@ def knn_accuracy(features, labels, k: int = 1, test_fraction: float = 0.5, seed:
     Returns
     -------
     float
-        Accuracy in percent.
+        Accuracy in percent (:func:`cryoframe.train.knn_monitor.knn_accuracy` on the split).
     """
-    from sklearn.model_selection import train_test_split
-    from sklearn.neighbors import KNeighborsClassifier
-
     x = _check(features)
     y = np.asarray(labels)
     if len(y) != len(x):
@@ -87,12 +64,7 @@ def knn_accuracy(features, labels, k: int = 1, test_fraction: float = 0.5, seed:
     strat = y if np.bincount(np.unique(y, return_inverse=True)[1]).min() >= 2 else None
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=test_fraction, random_state=seed,
                                           stratify=strat)
-    if standardise:
-        mu, sd = xtr.mean(0), xtr.std(0) + 1e-12
-        xtr, xte = (xtr - mu) / sd, (xte - mu) / sd
-    clf = KNeighborsClassifier(n_neighbors=k, metric=metric, algorithm="brute")
-    clf.fit(xtr, ytr)
-    return float((clf.predict(xte) == yte).mean() * 100.0)
+    return knn_accuracy(xtr, ytr, xte, yte, k=k, metric=metric, standardise=standardise)
 
 
 def cluster_star(star: str | Path, n_clusters: int, out: str | Path | None = None,
@@ -113,11 +85,8 @@ def cluster_star(star: str | Path, n_clusters: int, out: str | Path | None = Non
     """
     import torch
 
-    from cryoframe.io.star import write_particles
-    from cryoframe.particles.embed import embed_images, load_encoder
-    from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
-    model = load_encoder(weights)
+    model = load_particle_encoder(weights)
     table = read_particle_table(star)
     if n_clusters > len(table):
         raise InputError(f"{n_clusters} clusters for {len(table)} particles", field="n_clusters",

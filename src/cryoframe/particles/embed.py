@@ -1,9 +1,7 @@
-"""Particle encoder checkpoints and batched feature extraction.
+"""Batched feature extraction with a particle encoder.
 
-Checkpoint format (``torch.save`` of a plain dict, loadable with ``weights_only=True``):
-``{"format": "cryoframe-particle-encoder-v1" | "cryoframe-particle-ranker-v1", "model": name,
-"config": ViT2d kwargs, "state_dict": ..., "meta": {...}}``. The shipped CPU weights live in
-``cryoframe/weights/particle_vit_cpu.pt`` (encoder) and ``particle_ranker_cpu.pt`` (ranker).
+Weights (shipped ``cryoframe/weights/particle_vit_cpu.pt`` or a ``cryoframe particles pretrain``
+checkpoint) are read by :func:`cryoframe.models.pretrained.load_particle_encoder`.
 """
 
 from __future__ import annotations
@@ -16,47 +14,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from cryoframe._atomic import atomic_path, atomic_write_text
 from cryoframe._errors import InputError
-from cryoframe.models.vit2d import VIT2D_CONFIGS, ViT2d
+from cryoframe.geometry.transforms import rotate_images
+from cryoframe.models.pretrained import SHIPPED_PARTICLE, load_particle_encoder, shipped_path
+from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
-__all__ = ["shipped_weights", "save_checkpoint", "load_checkpoint", "load_encoder",
-           "embed_images", "embed_star", "DEFAULT_IN_PLANE_ROTATIONS"]
+__all__ = ["embed_images", "embed_star", "DEFAULT_IN_PLANE_ROTATIONS"]
 
 #: In-plane rotations averaged by the user-facing feature commands (``embed``, ``cluster``) and
 #: the particles-knn benchmark: 45° steps. Viewing-direction classes ignore the in-plane angle, and
 #: averaging over the rotation group also averages the noise of the eight passes.
 DEFAULT_IN_PLANE_ROTATIONS = 8
-
-from cryoframe.train.particle_loop import (encoder_state, read_checkpoint,
-                                           save_checkpoint)
-
-
-def shipped_weights(kind: str = "encoder") -> Path:
-    """Path of the shipped CPU weights (``kind`` = ``"encoder"`` or ``"ranker"``)."""
-    name = {"encoder": "particle_vit_cpu.pt", "ranker": "particle_ranker_cpu.pt"}.get(kind)
-    if name is None:
-        raise InputError(f"unknown weights kind '{kind}'", field="kind",
-                         expected="'encoder' or 'ranker'")
-    return Path(__file__).resolve().parents[1] / "weights" / name
-
-
-def load_checkpoint(path: str | Path | None, kind: str = "encoder") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (default: the shipped one)."""
-    return read_checkpoint(path if path is not None else shipped_weights(kind))
-
-
-def _encoder_from(ckpt: dict[str, Any]) -> ViT2d:
-    cfg = {**VIT2D_CONFIGS.get(ckpt.get("model", ""), {}), **ckpt.get("config", {})}
-    cfg["num_classes"] = 0
-    return ViT2d(**cfg)
-
-
-def load_encoder(path: str | Path | None = None) -> ViT2d:
-    """Encoder (eval mode) from an encoder or ranker checkpoint (default: shipped encoder)."""
-    ckpt = load_checkpoint(path, "encoder")
-    model = _encoder_from(ckpt)
-    model.load_state_dict(encoder_state(ckpt), strict=True)
-    return model.eval()
 
 
 @torch.inference_mode()
@@ -90,7 +59,6 @@ def embed_images(model: nn.Module, images: torch.Tensor, batch_size: int = 512,
     """
     import math
 
-    from cryoframe.geometry.transforms import rotate_images
 
     if int(in_plane_rotations) < 1:
         raise InputError(f"in_plane_rotations = {in_plane_rotations}", field="in_plane_rotations",
@@ -130,10 +98,8 @@ def embed_star(star: str | Path, out: str | Path, weights: str | Path | None = N
     """
     import json
 
-    from cryoframe._atomic import atomic_path, atomic_write_text
-    from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
-    model = load_encoder(weights)
+    model = load_particle_encoder(weights)
     table = read_particle_table(star)
     t0 = time.perf_counter()
     feats = np.zeros((len(table), model.embed_dim), dtype=np.float32)
@@ -155,7 +121,7 @@ def embed_star(star: str | Path, out: str | Path, weights: str | Path | None = N
         with open(tmp, "wb") as fh:
             np.save(fh, feats)
     info = {"star": str(star), "n": len(table), "dim": int(model.embed_dim),
-            "weights": str(weights or shipped_weights("encoder")), "contrast_sign": sign,
+            "weights": str(weights or shipped_path(SHIPPED_PARTICLE["encoder"])), "contrast_sign": sign,
             "phase_flip": phase_flip, "in_plane_rotations": int(in_plane_rotations),
             "seconds": round(dt, 3),
             "particles_per_s": round(len(table) / max(dt, 1e-9), 1)}

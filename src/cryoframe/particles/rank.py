@@ -16,8 +16,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cryoframe._errors import InputError
+from cryoframe._atomic import atomic_savefig
+from cryoframe.io.star import write_particles
+from cryoframe.models.pretrained import load_particle_ranker
 from cryoframe.models.vit2d import ParticleRanker
+from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
 
 __all__ = ["ParticleRanker", "load_ranker", "score_images", "rank_star", "RankResult",
            "SCORE_COLUMN", "quantize_int8"]
@@ -28,7 +31,8 @@ SCORE_COLUMN = "rlnCryoRankerScore"
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantisation of the Linear layers (x86 fbgemm kernels): ≈ 2× faster CPU
     inference; scores change by ~10⁻² (tested). Uses ``torch.ao.quantization.quantize_dynamic``,
-    which torch marks deprecated; its warnings are silenced here."""
+    which torch marks deprecated; its warnings are silenced here.
+    """
     import warnings
 
     with warnings.catch_warnings():
@@ -38,19 +42,9 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 def load_ranker(path: str | Path | None = None, int8: bool = False) -> ParticleRanker:
     """Ranker (eval mode) from a ranker checkpoint (default: the shipped one); ``int8`` applies
-    :func:`quantize_int8`."""
-    from cryoframe.particles.embed import _encoder_from, load_checkpoint
-    from cryoframe.train.particle_loop import RANKER_FORMAT
-
-    ckpt = load_checkpoint(path, "ranker")
-    if ckpt["format"] != RANKER_FORMAT:
-        raise InputError("this checkpoint is an encoder without a ranking head",
-                         file=ckpt["path"], field="format",
-                         expected=f"'{RANKER_FORMAT}' (from `cryoframe particles pretrain "
-                         "--ranker` or the shipped ranker)")
-    model = ParticleRanker(_encoder_from(ckpt))
-    model.load_state_dict(ckpt["state_dict"], strict=True)
-    model = model.eval()
+    :func:`quantize_int8`.
+    """
+    model = load_particle_ranker(path)
     return quantize_int8(model) if int8 else model  # type: ignore[return-value]
 
 
@@ -83,7 +77,6 @@ def _histogram(scores: np.ndarray, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.hist(scores, bins=np.linspace(0, 1, 41), color="#3a6ea5")
@@ -125,9 +118,6 @@ def rank_star(star: str | Path, out: str | Path | None = None, weights: str | Pa
     -------
     RankResult
     """
-    from cryoframe.io.star import write_particles
-    from cryoframe.particles.stack import iter_oriented_batches, read_particle_table
-
     star = Path(star)
     ranker = load_ranker(weights, int8=int8)
     size = ranker.encoder.img_size

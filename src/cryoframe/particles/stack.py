@@ -30,6 +30,10 @@ import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.fourier.ctf import ctf_2d, phase_flip_2d
+from cryoframe.fourier.filters import fourier_crop, fourier_pad
+from cryoframe.io.mrc import read_mrc
+from cryoframe.io.star import pixel_size_angstrom, read_particles
 from cryoframe.simulate.particles2d import background_ring_normalise
 
 __all__ = ["ParticleBatch", "read_particle_table", "iter_particle_batches", "prepare_images",
@@ -63,8 +67,6 @@ def read_particle_table(star: str | Path):
     -------
     cryoframe.io.star.ParticleTable
     """
-    from cryoframe.io.star import read_particles
-
     table = read_particles(star)
     if "rlnImageName" not in table.particles.columns:
         raise InputError("no image column", file=star, field="rlnImageName",
@@ -110,9 +112,8 @@ def _resolve(name: str, star: Path) -> Path:
 
 def _read_stack(path: Path) -> np.ndarray:
     """Memory-map a particle stack (``read_mrc``; files without the MRC2014 ``MAP`` stamp, as
-    written by older tools, are opened by :mod:`mrcfile` in permissive mode)."""
-    from cryoframe.io.mrc import read_mrc
-
+    written by older tools, are opened by :mod:`mrcfile` in permissive mode).
+    """
     try:
         return read_mrc(path, mmap=True, voxel_size_angstrom=1.0).data
     except InputError:
@@ -164,8 +165,6 @@ def prepare_images(
     pixel_size_angstrom : numpy.ndarray
         `(b,)` output pixel size.
     """
-    from cryoframe.fourier.filters import fourier_crop, fourier_pad
-
     x = torch.as_tensor(np.asarray(images, dtype=np.float32) if not torch.is_tensor(images)
                         else images.to(torch.float32))
     if x.ndim != 3 or x.shape[-1] != x.shape[-2]:
@@ -178,7 +177,6 @@ def prepare_images(
             raise InputError("phase flipping needs CTF parameters", field="phase_flip",
                              expected="rlnDefocusU/V/Angle, rlnVoltage, rlnSphericalAberration, "
                              "rlnAmplitudeContrast in the STAR file")
-        from cryoframe.fourier.ctf import ctf_2d, phase_flip_2d
 
         out = []
         for g in np.unique(pix):  # ctf_2d takes one pixel size; group by it
@@ -284,8 +282,6 @@ def iter_particle_batches(
     ------
     ParticleBatch
     """
-    from cryoframe.io.star import pixel_size_angstrom
-
     star = Path(table.source) if table.source is not None else Path("particles.star")
     df = table.particles
     n = len(df) if max_particles is None else min(len(df), int(max_particles))
@@ -328,7 +324,8 @@ def iter_oriented_batches(table, contrast: str = "auto", batch_size: int = 512,
                           threshold: float = 0.05) -> Iterator[tuple[ParticleBatch, float]]:
     """Like :func:`iter_particle_batches` with protein made white, in one pass: for
     ``contrast="auto"`` the sign is decided on the first batch (:func:`contrast_sign` rule) and
-    applied to every batch. Yields ``(batch, sign)``."""
+    applied to every batch. Yields ``(batch, sign)``.
+    """
     if contrast != "auto":
         sign = contrast_sign(table, contrast)
         for b in iter_particle_batches(table, batch_size, target_size_px, phase_flip, sign=sign):

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cryoframe.fourier.filters import lowpass
+from cryoframe.geometry.rotations import random_rotations, so3_grid
 from cryoframe.recon.halves import soft_sphere
 from cryoframe.recon.insertion import FourierAccumulator, wiener_volume
 from cryoframe.recon.reconstruct import ParticleSet, ctf_at_points, iter_image_batches
@@ -85,7 +87,6 @@ def _centre(vol: Tensor) -> Tensor:
 
 def _rebuild(ps: ParticleSet, rows: np.ndarray, imgs: Tensor, rots: Tensor, shifts_px: Tensor,
              res_angstrom: float, mask: Tensor) -> Tensor:
-    from cryoframe.fourier.filters import lowpass
 
     acc = FourierAccumulator(ps.box_size_px, 1)
     spec = acc.image_spectra(imgs, shifts_px)
@@ -100,8 +101,6 @@ def _rebuild(ps: ParticleSet, rows: np.ndarray, imgs: Tensor, rots: Tensor, shif
 def abinitio_particles(ps: ParticleSet, config: AbinitioConfig | None = None,
                        log: Callable[[str], None] | None = None) -> AbinitioResult:
     """Build an initial model from ``ps`` without a reference (see the module docstring)."""
-    from cryoframe.geometry.rotations import random_rotations, so3_grid
-
     cfg = config or AbinitioConfig()
     say = log or (lambda s: None)
     t0 = time.perf_counter()

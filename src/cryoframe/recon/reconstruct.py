@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryoframe._atomic import atomic_savefig, atomic_write_text
 from cryoframe._errors import InputError
+from cryoframe.fourier.ctf import ctf_2d
+from cryoframe.io.mrc import write_mrc
+from cryoframe.io.star import pixel_size_angstrom, poses_from_particles, require_columns
+from cryoframe.particles.stack import _parse_image_names, _read_stack, _resolve, read_particle_table
 from cryoframe.recon.halves import HalfMapResult, finish_half_maps
 from cryoframe.recon.insertion import FourierAccumulator
 
@@ -109,14 +114,6 @@ def read_particle_set(star: str | Path, seed: int = 0, require_ctf: bool = False
         Missing angle / image columns, unresolvable stacks, mixed pixel or box sizes, bad
         ``rlnRandomSubset`` values, images of the wrong size.
     """
-    from cryoframe.io.star import pixel_size_angstrom, poses_from_particles, require_columns
-    from cryoframe.particles.stack import (
-        _parse_image_names,
-        _read_stack,
-        _resolve,
-        read_particle_table,
-    )
-
     star = Path(star)
     if not star.exists():
         raise InputError("file not found", file=star, field="STAR", expected="a particle STAR")
@@ -226,8 +223,6 @@ def ctf_at_points(acc: FourierAccumulator, pixel_size_angstrom: float,
     Tensor
         `(b, m)` float32 values of ``−ctf_2d`` on the padded grid at :attr:`k_points`.
     """
-    from cryoframe.fourier.ctf import ctf_2d
-
     P = acc.P
 
     def g(c: str) -> torch.Tensor:
@@ -305,7 +300,6 @@ def plot_fsc(result: HalfMapResult, path: Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     f = result.freq_cycles_per_px / result.pixel_size_angstrom
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -327,9 +321,6 @@ def plot_fsc(result: HalfMapResult, path: Path, title: str = "") -> Path:
 def write_reconstruction(run: ReconstructionRun, out_dir: str | Path,
                          extra: dict | None = None) -> dict:
     """Write half maps, map, FSC JSON and plot into ``out_dir`` (each file atomically)."""
-    from cryoframe._atomic import atomic_write_text
-    from cryoframe.io.mrc import write_mrc
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     r = run.result

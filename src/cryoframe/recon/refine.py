@@ -40,10 +40,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cryoframe._atomic import atomic_write_text
 from cryoframe._errors import InputError
+from cryoframe.fourier.filters import lowpass
+from cryoframe.geometry.rotations import axis_angle_to_matrix, fibonacci_sphere, so3_grid
+from cryoframe.io.mrc import read_mrc
+from cryoframe.io.star import particles_with_poses, read_particles, write_particles
 from cryoframe.recon.halves import HalfMapResult, finish_half_maps
 from cryoframe.recon.insertion import FourierAccumulator
-from cryoframe.recon.reconstruct import ParticleSet, ctf_at_points, iter_image_batches
+from cryoframe.recon.reconstruct import (
+    ParticleSet,
+    ReconstructionRun,
+    ctf_at_points,
+    iter_image_batches,
+    read_particle_set,
+    write_reconstruction,
+)
+from cryoframe.simulate.projector import FourierProjector
 
 __all__ = ["RefineConfig", "RefineResult", "SliceMatcher", "refine_particles", "refine_star"]
 
@@ -72,7 +85,6 @@ class RefineResult:
 
 
 def _local_perturbations(delta_deg: float) -> Tensor:
-    from cryoframe.geometry.rotations import axis_angle_to_matrix, fibonacci_sphere
 
     axes = [fibonacci_sphere(18).to(torch.float32), fibonacci_sphere(8).to(torch.float32)]
     angles = [math.radians(delta_deg), math.radians(delta_deg / 2)]
@@ -94,7 +106,6 @@ class SliceMatcher:
     """
 
     def __init__(self, reference: Tensor, radius_shells: float) -> None:
-        from cryoframe.simulate.projector import FourierProjector
 
         self.n = n = reference.shape[-1]
         self.projector = FourierProjector(reference)
@@ -248,9 +259,6 @@ def refine_particles(ps: ParticleSet, reference: Tensor, config: RefineConfig | 
     log : callable, optional
         Receives one progress line per stage.
     """
-    from cryoframe.fourier.filters import lowpass
-    from cryoframe.geometry.rotations import so3_grid
-
     cfg = config or RefineConfig()
     say = log or (lambda s: None)
     t0 = time.perf_counter()
@@ -327,9 +335,8 @@ def refine_particles(ps: ParticleSet, reference: Tensor, config: RefineConfig | 
 
 def read_particle_set_any(star: str | Path, seed: int = 0) -> tuple[ParticleSet, bool]:
     """:func:`~cryoframe.recon.reconstruct.read_particle_set`, accepting STARs without angles
-    (identity poses then); returns the set and whether it carried angles."""
-    from cryoframe.recon.reconstruct import read_particle_set
-
+    (identity poses then); returns the set and whether it carried angles.
+    """
     ps = read_particle_set(star, seed=seed, require_angles=False)
     return ps, ps.has_angles
 
@@ -342,11 +349,6 @@ def refine_star(star: str | Path, reference: str | Path, out_dir: str | Path,
     The written STAR is the input table with RELION angles, ``rlnOriginX/YAngst`` and
     ``rlnRandomSubset`` of the halves used.
     """
-    from cryoframe._atomic import atomic_write_text
-    from cryoframe.io.mrc import read_mrc
-    from cryoframe.io.star import particles_with_poses, read_particles, write_particles
-    from cryoframe.recon.reconstruct import ReconstructionRun, write_reconstruction
-
     star, reference, out = Path(star), Path(reference), Path(out_dir)
     ps, has_poses = read_particle_set_any(star, seed)
     if not reference.exists():

@@ -44,6 +44,16 @@ import pandas as pd
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.geometry.euler import relion_euler_to_matrix
+from cryoframe.geometry.rotations import xyz_to_zyx_matrix
+from cryoframe.io.star import (
+    pixel_size_angstrom,
+    read_particles,
+    read_star,
+    read_tomograms,
+    require_columns,
+)
+from cryoframe.particles.stack import _read_stack, _resolve
 from cryoframe.recon.reconstruct import ParticleSet
 
 __all__ = [
@@ -56,8 +66,6 @@ __all__ = [
 
 def is_tilt_series_star(star: str | Path) -> bool:
     """True for RELION-5 / WarpTools 2D-stack tilt-series particle STARs or optimisation sets."""
-    from cryoframe.io.star import read_star
-
     star = Path(star)
     if not star.exists():
         raise InputError("file not found", file=star, field="STAR", expected="a particle STAR")
@@ -124,16 +132,6 @@ def read_tilt_series_particles(star: str | Path, tomograms: str | Path | None = 
         Per tilt image: pose, shift, CTF parameters (with ``rlnMicrographPreExposure``),
         half; ``premultiplied`` from the optics table.
     """
-    from cryoframe.geometry.euler import relion_euler_to_matrix
-    from cryoframe.geometry.rotations import xyz_to_zyx_matrix
-    from cryoframe.io.star import (
-        pixel_size_angstrom,
-        read_particles,
-        read_tomograms,
-        require_columns,
-    )
-    from cryoframe.particles.stack import _read_stack, _resolve
-
     star = Path(star)
     pstar, tstar = _resolve_inputs(star, None if tomograms is None else Path(tomograms))
     if not tstar.exists():

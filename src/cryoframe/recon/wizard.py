@@ -34,9 +34,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cryoframe._atomic import atomic_savefig, atomic_write_text
+from cryoframe.io.star import particles_with_poses, read_particles, write_particles
+from cryoframe.particles.cluster import kmeans_pp
+from cryoframe.particles.embed import embed_star
+from cryoframe.particles.rank import rank_star
 from cryoframe.recon.abinitio import AbinitioConfig, abinitio_particles
-from cryoframe.recon.reconstruct import ParticleSet
-from cryoframe.recon.refine import RefineConfig, RefineResult, refine_particles
+from cryoframe.recon.reconstruct import ParticleSet, ReconstructionRun, write_reconstruction
+from cryoframe.recon.refine import (
+    RefineConfig,
+    RefineResult,
+    read_particle_set_any,
+    refine_particles,
+)
 
 __all__ = ["Candidate", "WizardConfig", "WizardResult", "run_wizard", "take_particles"]
 
@@ -67,13 +77,16 @@ class Candidate:
 
     @property
     def resolution_angstrom(self) -> float:
+        """Gold-standard resolution of the refined map (Å)."""
         return self.result.maps.resolution_angstrom
 
     @property
     def cfar(self) -> float:
+        """The cFAR of the refined half maps."""
         return self.result.maps.cfar
 
     def summary(self) -> dict:
+        """Stage, name, particle count, resolution and cFAR as a JSON-ready dict."""
         return {"stage": self.stage, "name": self.name, "n_particles": len(self.rows),
                 "resolution_angstrom": self.resolution_angstrom, "cfar": self.cfar}
 
@@ -128,8 +141,6 @@ def run_wizard(ps: ParticleSet, scores: np.ndarray, features: np.ndarray,
                config: WizardConfig | None = None,
                log: Callable[[str], None] | None = None) -> WizardResult:
     """Stages 2 and 3 of CryoWizard on particles with known scores and features."""
-    from cryoframe.particles.cluster import kmeans_pp
-
     cfg = config or WizardConfig()
     say = log or (lambda s: None)
     n = len(ps)
@@ -191,7 +202,6 @@ def _viewing_plot(rots: torch.Tensor, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cryoframe._atomic import atomic_savefig
 
     d = rots.to(torch.float64)[:, 0, :]  # Rᵀ e_z: beam direction in the reference frame (zyx)
     az = torch.rad2deg(torch.atan2(d[:, 1], d[:, 2])).numpy()
@@ -251,8 +261,6 @@ def _slices_plot(vol: torch.Tensor, path: Path) -> None:
 
 def write_report(res: WizardResult, out: Path) -> Path:
     """``report.html`` with the candidate table, the choice and why, and three figures."""
-    from cryoframe._atomic import atomic_write_text
-
     _viewing_plot(res.final.result.rotations, out / "angular_distribution.png")
     _fsc_plot(res.candidates, out / "fsc_candidates.png")
     _slices_plot(res.final.result.maps.full, out / "central_slices.png")
@@ -283,11 +291,6 @@ def wizard_star(star: str | Path, out_dir: str | Path, config: WizardConfig | No
                 log: Callable[[str], None] | None = None, contrast: str = "auto") -> WizardResult:
     """Run all stages on a particle STAR and write every output into ``out_dir``."""
     from cryoframe._atomic import atomic_write_text
-    from cryoframe.io.star import particles_with_poses, read_particles, write_particles
-    from cryoframe.particles.embed import embed_star
-    from cryoframe.particles.rank import rank_star
-    from cryoframe.recon.reconstruct import ReconstructionRun, write_reconstruction
-    from cryoframe.recon.refine import read_particle_set_any
 
     cfg = config or WizardConfig()
     say = log or (lambda s: None)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from cryoframe import __version__
 from cryoframe._atomic import atomic_write_text
 
 _TEMPLATE = jinja2.Template(
@@ -76,8 +77,6 @@ def fmt(value: float | None, digits: int = 3) -> str:
 
 def write_report(path: str | Path, title: str, sections: list[Section]) -> Path:
     """Render ``sections`` into one self-contained HTML file at ``path`` (atomic write)."""
-    from cryoframe import __version__
-
     rendered = []
     for s in sections:
         figs = []

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryoframe.geometry.transforms import shift_images_fourier
+
 __all__ = ["phase_correlation_shift", "TiltAlignment", "align_translations"]
 
 
@@ -82,7 +84,8 @@ class TiltAlignment:
 @contextlib.contextmanager
 def _one_thread():
     """Per-image FFTs of a few hundred pixels: threading costs more than it gains (and on a
-    shared machine waiting for a second thread dominates), so run them single-threaded."""
+    shared machine waiting for a second thread dominates), so run them single-threaded.
+    """
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -125,7 +128,6 @@ def align_translations(images, tilts_deg, n_passes: int = 2, n_ref: int = 2,
 
 def _align_translations(images, tilts_deg, n_passes, n_ref, lowpass_sigma_cycles, whitening,
                         pin_rotation_centre) -> TiltAlignment:
-    from cryoframe.geometry.transforms import shift_images_fourier
 
     im = torch.as_tensor(images, dtype=torch.float32)
     T = im.shape[0]

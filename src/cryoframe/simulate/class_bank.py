@@ -26,6 +26,10 @@ import torch
 from scipy import ndimage
 
 from cryoframe._errors import InputError
+from cryoframe.data import structure_path
+from cryoframe.io.structures import read_structure
+from cryoframe.simulate.density import density_from_atoms, load_density
+from cryoframe.simulate.families import structure_family
 
 __all__ = ["BENCHMARK_CLASSES", "DEV_MAPS", "TRAIN_MAPS", "FAMILY_VARIANTS", "ClassBank",
            "build_class_bank", "build_dev_bank", "assembly_density"]
@@ -59,16 +63,11 @@ def _normalise(v: np.ndarray) -> torch.Tensor:
 
 
 def _map(name: str, voxel_size_angstrom: float) -> np.ndarray:
-    from cryoframe.simulate.density import load_density
 
     return np.asarray(load_density(name, voxel_size_angstrom=voxel_size_angstrom).data)
 
 
 def _family_densities(parent: str, n: int, seed: int, voxel_size_angstrom: float):
-    from cryoframe.data import structure_path
-    from cryoframe.io.structures import read_structure
-    from cryoframe.simulate.density import density_from_atoms
-    from cryoframe.simulate.families import structure_family
 
     atoms = read_structure(structure_path(parent), waters=False)
     centre = np.asarray(atoms.coords_zyx_angstrom, dtype=np.float64).mean(0)

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
-from cryoframe._config import load_config  # noqa: F401  (re-exported)
+from cryoframe._config import FrozenConfig, load_config  # noqa: F401  (load_config re-exported)
 
 __all__ = ["DensityConfig", "TomogramConfig", "FastPathConfig", "SubtomogramDatasetConfig",
            "load_config"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class DensityConfig(_Frozen):
+class DensityConfig(FrozenConfig):
     """Atomic model → density map."""
 
     voxel_size_angstrom: PositiveFloat = 10.0
@@ -26,7 +21,7 @@ class DensityConfig(_Frozen):
     threshold_fraction: float = Field(0.005, ge=0, lt=1)
 
 
-class TomogramConfig(_Frozen):
+class TomogramConfig(FrozenConfig):
     """Scene, tilt series, alignment, reconstruction and extraction (full path)."""
 
     shape_zyx_px: tuple[PositiveInt, PositiveInt, PositiveInt] = (200, 500, 500)
@@ -63,7 +58,7 @@ class TomogramConfig(_Frozen):
         return self
 
 
-class FastPathConfig(_Frozen):
+class FastPathConfig(FrozenConfig):
     """Per-particle fast path (no tomogram)."""
 
     tilt_min_deg: float = Field(-60.0, ge=-90, le=90)
@@ -74,7 +69,7 @@ class FastPathConfig(_Frozen):
     offset_max_px: float = Field(1.0, ge=0)
 
 
-class SubtomogramDatasetConfig(_Frozen):
+class SubtomogramDatasetConfig(FrozenConfig):
     """A subtomogram dataset: classes × subtomograms per class, full or fast path."""
 
     structures: list[str] = Field(default_factory=lambda: ["3J9I", "4V4R_30S"])

@@ -30,6 +30,10 @@ import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.data import STRUCTURES, structure_path
+from cryoframe.fourier.filters import fourier_crop, fourier_pad
+from cryoframe.io.mrc import read_mrc, write_mrc
+from cryoframe.io.structures import read_structure
 
 __all__ = [
     "DensityMap",
@@ -210,9 +214,6 @@ def density_array(density) -> np.ndarray | torch.Tensor:
 
 def density_from_structure(source, *, chains=None, **kwargs) -> DensityMap:
     """Density of a bundled structure ID (``"3J9I"``) or a PDB/mmCIF path; kwargs as above."""
-    from cryoframe.data import STRUCTURES, structure_path
-    from cryoframe.io.structures import read_structure
-
     path = structure_path(source) if str(source).upper() in STRUCTURES else Path(source)
     atoms = read_structure(path, chains=chains, waters=False)
     prov = {"source": str(source), "file": Path(path).name}
@@ -243,7 +244,6 @@ def load_density(
     if not path.exists():
         raise InputError("density source not found", file=path,
                          expected="a bundled ID, a PDB/mmCIF model or an MRC map")
-    from cryoframe.io.mrc import read_mrc
 
     m = read_mrc(path)
     vol = np.asarray(m.data, dtype=np.float64)
@@ -264,7 +264,6 @@ def load_density(
 
 
 def _fourier_resize(vol: np.ndarray, new: int) -> np.ndarray:
-    from cryoframe.fourier.filters import fourier_crop, fourier_pad
 
     t = torch.from_numpy(vol)
     out = fourier_crop(t, new) if new < vol.shape[0] else fourier_pad(t, new)
@@ -273,7 +272,5 @@ def _fourier_resize(vol: np.ndarray, new: int) -> np.ndarray:
 
 def write_density(path, density: DensityMap) -> Path:
     """Write the map as MRC (atomic) with its voxel size."""
-    from cryoframe.io.mrc import write_mrc
-
     write_mrc(path, density.data, voxel_size_angstrom=density.voxel_size_angstrom)
     return Path(path)

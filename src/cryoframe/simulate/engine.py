@@ -17,7 +17,6 @@ store depends only on ``(seed, unit of i)``, so shards and resumed runs are repr
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,19 +25,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cryoframe._atomic import atomic_write_text
 from cryoframe._errors import InputError
-from cryoframe.simulate.config import SubtomogramDatasetConfig, TomogramConfig
+from cryoframe.fourier.ctf import ctf_2d
+from cryoframe.geometry.rotations import random_rotations
+from cryoframe.io.store import SubtomoStore
+from cryoframe.io.subtomo_table import make_subtomo_table
+from cryoframe.simulate.align_tilts import TiltAlignment, align_translations
+from cryoframe.simulate.config import DensityConfig, SubtomogramDatasetConfig, TomogramConfig
+from cryoframe.simulate.density import load_density
+from cryoframe.simulate.extract import extract_subtomograms
+from cryoframe.simulate.fastpath import FastSubtomogramSimulator
+from cryoframe.simulate.noise import add_noise, combine_signal_noise
+from cryoframe.simulate.reconstruct import weighted_backprojection
+from cryoframe.simulate.scene import make_scene
+from cryoframe.simulate.tilt_axis import correct_tilt_axis, refine_tilt_axis
+from cryoframe.simulate.tiltseries import simulate_tilt_series, tilt_angles_deg
 
 __all__ = ["build_densities", "TomogramResult", "simulate_tomogram", "simulate_subtomograms",
-           "simulate_unit", "noisy_batches", "write_run_record", "run_units_dask"]
+           "simulate_unit", "noisy_batches", "run_units_dask"]
 
 
 def build_densities(sources: Iterable, density_cfg=None) -> list:
     """One :class:`~cryoframe.simulate.density.DensityMap` per source (ID, model or map)."""
-    from cryoframe.simulate.config import DensityConfig
-    from cryoframe.simulate.density import load_density
-
     cfg = density_cfg or DensityConfig()
     out = []
     for s in sources:
@@ -69,12 +77,6 @@ class TomogramResult:
 def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 0,
                       voxel_size_angstrom: float = 10.0) -> TomogramResult:
     """Scene → tilt series → alignment → WBP → extraction for one virtual sample."""
-    from cryoframe.simulate.align_tilts import align_translations
-    from cryoframe.simulate.extract import extract_subtomograms
-    from cryoframe.simulate.reconstruct import weighted_backprojection
-    from cryoframe.simulate.scene import make_scene
-    from cryoframe.simulate.tiltseries import simulate_tilt_series, tilt_angles_deg
-
     cfg = cfg or TomogramConfig()
     t = {}
     t0 = time.perf_counter()
@@ -95,13 +97,11 @@ def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 
     if cfg.align and cfg.drift_std_px > 0:
         al = align_translations(ts.images, ts.tilts_deg)
     else:
-        from cryoframe.simulate.align_tilts import TiltAlignment
 
         al = TiltAlignment(np.zeros((len(ts.tilts_deg), 2)), ts.images)
     images = al.aligned
     axis_fit = None
     if cfg.refine_tilt_axis:
-        from cryoframe.simulate.tilt_axis import correct_tilt_axis, refine_tilt_axis
 
         axis_fit = refine_tilt_axis(images, ts.tilts_deg)
         images = correct_tilt_axis(images, axis_fit.axis_angle_deg, axis_fit.axis_offset_px)
@@ -109,7 +109,6 @@ def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 
     t0 = time.perf_counter()
     ctf_sign = None
     if cfg.ctf:
-        from cryoframe.fourier.ctf import ctf_2d
 
         H, W = images.shape[-2:]
         ctf_sign = torch.stack([torch.sign(torch.as_tensor(ctf_2d(
@@ -137,7 +136,6 @@ def simulate_tomogram(densities, cfg: TomogramConfig | None = None, seed: int = 
 
 
 def _canonical_table(ext_table, voxel: float, box: int, tomo_name: str, class_names):
-    from cryoframe.io.subtomo_table import make_subtomo_table
 
     start = ext_table[["box_start_z_px", "box_start_y_px", "box_start_x_px"]].to_numpy(float)
     coords = (start + box // 2) * voxel
@@ -156,8 +154,6 @@ _FAST_CACHE: dict = {}
 
 def _fast_simulator(densities, cfg: SubtomogramDatasetConfig):
     """One :class:`FastSubtomogramSimulator` per (densities, fast config) within a process."""
-    from cryoframe.simulate.fastpath import FastSubtomogramSimulator
-
     key = (tuple(id(d) for d in densities), cfg.fast, cfg.tomogram.box_size_px,
            cfg.density.voxel_size_angstrom)
     if key not in _FAST_CACHE:
@@ -177,7 +173,6 @@ def simulate_unit(store, unit: int, densities, cfg: SubtomogramDatasetConfig,
     L = cfg.tomogram.box_size_px
     voxel = cfg.density.voxel_size_angstrom
     if cfg.path == "fast":
-        from cryoframe.geometry.rotations import random_rotations
 
         rng = np.random.default_rng([cfg.seed, unit, 606])
         cls = np.asarray(list(rows)) // cfg.n_per_class
@@ -226,18 +221,6 @@ def simulate_unit(store, unit: int, densities, cfg: SubtomogramDatasetConfig,
     store.write_unit(unit, arrays, pd.concat(tables, ignore_index=True))
 
 
-def write_run_record(out: Path, cfg, argv: list[str] | None = None) -> Path:
-    """Write the resolved config with version and argv next to the output (atomic)."""
-    import cryoframe
-
-    record = {"version": cryoframe.__version__, "argv": list(sys.argv if argv is None else argv),
-              "config": json.loads(cfg.model_dump_json())}
-    path = Path(out).with_name(Path(out).name + ".config.json") if Path(out).suffix else \
-        Path(out) / "config.json"
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-    return path
-
-
 def simulate_subtomograms(
     cfg: SubtomogramDatasetConfig, out: str | Path, *, shard: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], None] | None = None, max_units: int | None = None,
@@ -249,8 +232,6 @@ def simulate_subtomograms(
     -------
     SubtomoStore
     """
-    from cryoframe.io.store import SubtomoStore
-
     densities = build_densities(cfg.structures, cfg.density)
     names = [str(s) for s in cfg.structures]
     arrays = {"volumes": "float32", "masks": "uint8"}
@@ -290,8 +271,6 @@ def run_units_dask(client, store_path, units, densities, cfg, names) -> list[int
 def noisy_batches(store, snr: float, seed: int | None = None, batch_size: int = 64,
                   exact: bool = True):
     """Stream ``store`` with noise at ``snr`` added on the fly (module docstring)."""
-    from cryoframe.simulate.noise import add_noise, combine_signal_noise
-
     seed = int(store.attrs.get("config", {}).get("seed", 0)) if seed is None else seed
     has_noise = "noise" in store.attrs.get("arrays", {})
     names = ("volumes", "noise") if has_noise else ("volumes",)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryoframe._errors import InputError
+from cryoframe.geometry.rotations import axis_angle_to_matrix
 
 __all__ = ["Variant", "chain_masses", "structure_family"]
 
@@ -51,9 +52,8 @@ def chain_masses(atoms) -> dict[str, float]:
 
 
 def _rotation(axis: np.ndarray, angle_rad: float) -> np.ndarray:
-    from cryoframe.geometry.rotations import axis_angle_to_matrix
-
     import torch
+
 
     return axis_angle_to_matrix(torch.as_tensor(axis, dtype=torch.float64),
                                 torch.tensor(angle_rad, dtype=torch.float64)).numpy()

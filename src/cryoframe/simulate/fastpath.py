@@ -33,8 +33,10 @@ import math
 import numpy as np
 import torch
 
+from cryoframe.fourier.wedge import missing_wedge_mask
 from cryoframe.simulate.density import density_array
 from cryoframe.simulate.projector import FourierProjector
+from cryoframe.simulate.reconstruct import HANN_CUTOFF_CYCLES_PER_PX as cut
 
 __all__ = ["FastSubtomogramSimulator", "wbp_transfer_rfft"]
 
@@ -46,7 +48,6 @@ def wbp_transfer_rfft(box_size_px: int, cosine_weighting: bool = False) -> torch
     fr = torch.fft.rfftfreq(n, dtype=torch.float64)
     kz, ky, kx = torch.meshgrid(f, f, fr, indexing="ij")
     k3 = torch.sqrt(kz**2 + ky**2 + kx**2)
-    from cryoframe.simulate.reconstruct import HANN_CUTOFF_CYCLES_PER_PX as cut
 
     hann = 0.5 * (1 + torch.cos(math.pi * k3.clamp(max=cut) / cut))
     kr = torch.sqrt(kz**2 + kx**2)
@@ -82,7 +83,6 @@ class FastSubtomogramSimulator:
         tilt_max_deg: float = 60.0, wbp_weighting: bool = True, cosine_weighting: bool = False,
         b_factor_angstrom2: float = 0.0, voxel_size_angstrom: float = 10.0,
     ) -> None:
-        from cryoframe.fourier.wedge import missing_wedge_mask
 
         self.box = int(box_size_px)
         self.projectors = [FourierProjector(density_array(d)) for d in densities]

@@ -31,6 +31,9 @@ import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.fourier.filters import fourier_crop
+from cryoframe.geometry.rotations import random_rotations
+from cryoframe.simulate.noise import combine_signal_noise
 from cryoframe.simulate.particles2d import (
     ParticleSimConfig,
     _apply_ctf,
@@ -125,9 +128,6 @@ def simulate_junk_set(
     -------
     JunkSet
     """
-    from cryoframe.fourier.filters import fourier_crop
-    from cryoframe.geometry.rotations import random_rotations
-
     cfg = config or ParticleSimConfig()
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     bad = [k for k in kinds if k not in KINDS]
@@ -241,6 +241,7 @@ def simulate_junk_set(
         noise = torch.randn(scene.shape, generator=gen)
         noise = fourier_crop(noise, (box, box)) if os_ > 1 else noise
         noise = noise / noise.std(dim=(-2, -1), keepdim=True)
-        clean = clean + noise * torch.sqrt(ref_var / cfg.snr)
+        clean = combine_signal_noise(clean, noise, cfg.snr,
+                                     signal_var=ref_var.expand(clean.shape[0]), noise_var=1.0)
     return JunkSet(images=clean.to(torch.float32), scores=score_t, kinds=kinds_t,
                    pixel_size_angstrom=pix)

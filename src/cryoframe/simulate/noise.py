@@ -85,22 +85,42 @@ def add_noise(clean, snr: float, seed: int, indices, exact: bool = True) -> torc
     return clean + calibrated_noise(clean, snr, seed, indices, exact=exact)
 
 
-def combine_signal_noise(signal, unit_noise, snr: float) -> torch.Tensor:
-    """``S + αN`` with ``α² = Var(S) / (snr · Var(N))`` per volume (tilt-level noise, WBP-linear).
+def combine_signal_noise(signal, unit_noise, snr, *, signal_var=None, noise_var=None,
+                         correction: int = 0) -> torch.Tensor:
+    """``S + αN`` with ``α² = Var(S) / (snr · Var(N))`` per item: the one way to put noise at a
+    given SNR (3D tilt-level noise, 2D particles, junk, particle pretraining, hetero images).
 
     Parameters
     ----------
     signal, unit_noise : Tensor
-        `(B, ...)` reconstructed signal and reconstructed unit-variance tilt noise, same boxes.
-    snr : float
-        Target SNR measured on the box.
+        `(B, ...)` signal (volumes or images) and noise of any scale, same shapes.
+    snr : float or Tensor
+        Target SNR, one value or `(B,)` per item.
+    signal_var : float or Tensor, optional
+        ``Var(S)`` to use instead of each item's own variance (a scalar or `(B,)`): a reference
+        signal level, e.g. the mean over good particles for junk images.
+    noise_var : float or Tensor, optional
+        ``Var(N)`` to use instead of each draw's measured variance (e.g. 1 for unit normal noise).
+    correction : int
+        Bessel correction of the measured variances (0: population, 1: sample variance).
+
+    Returns
+    -------
+    Tensor
+        `(B, ...)` float32 ``S + αN``.
     """
-    _check_snr(snr)
+    snr_t = torch.as_tensor(snr, dtype=torch.float32)
+    if not bool(torch.isfinite(snr_t).all()) or bool((snr_t <= 0).any()):
+        raise InputError(f"SNR must be positive and finite, got {snr}", field="snr")
     s = torch.as_tensor(signal, dtype=torch.float32)
     n = torch.as_tensor(unit_noise, dtype=torch.float32)
-    vs = s.reshape(s.shape[0], -1).var(dim=1, unbiased=False)
-    vn = n.reshape(n.shape[0], -1).var(dim=1, unbiased=False).clamp_min(1e-30)
-    alpha = torch.sqrt(vs / (snr * vn))
+    b = s.shape[0]
+    vs = (s.reshape(b, -1).var(dim=1, correction=correction) if signal_var is None
+          else torch.as_tensor(signal_var, dtype=torch.float32).reshape(-1))
+    vn = (n.reshape(b, -1).var(dim=1, correction=correction).clamp_min(1e-30)
+          if noise_var is None else torch.as_tensor(noise_var, dtype=torch.float32).reshape(-1))
+    snr_b = snr if isinstance(snr, (int, float)) else snr_t.reshape(-1)
+    alpha = torch.sqrt(vs / (snr_b * vn))
     return s + alpha.reshape(-1, *([1] * (s.ndim - 1))) * n
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from cryoframe._errors import InputError
+
 __all__ = ["FourierProjector"]
 
 
@@ -37,7 +39,6 @@ class FourierProjector:
     def __init__(self, density, pad: int = 2) -> None:
         vol = torch.as_tensor(density, dtype=torch.float64)
         if vol.dim() != 3 or len(set(vol.shape)) != 1:
-            from cryoframe._errors import InputError
 
             raise InputError(f"density must be a cube, got {tuple(vol.shape)}", field="density",
                              expected="(L, L, L)")

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.fourier.filters import hann_ramp_filter
+from cryoframe.simulate.tiltseries import tilt_matrices
 
 __all__ = ["filter_tilts", "backproject", "weighted_backprojection"]
 
@@ -69,7 +71,6 @@ def filter_tilts(images, tilts_deg, cosine_weighting: bool = False, ctf_sign=Non
     if ctf_sign is not None:
         spec = torch.fft.rfft2(im) * torch.as_tensor(ctf_sign, dtype=torch.float32)
         im = torch.fft.irfft2(spec, s=(H, W))
-    from cryoframe.fourier.filters import hann_ramp_filter
 
     spec = torch.fft.rfft2(im) * hann_ramp_filter(
         (H, W), tilt_axis="y", cutoff_cycles_per_px=hann_cutoff_cycles_per_px, rfft=True)
@@ -103,8 +104,6 @@ def backproject(
     Tensor
         `(D, H, W_vol)` float32.
     """
-    from cryoframe.simulate.tiltseries import tilt_matrices
-
     f = torch.as_tensor(filtered, dtype=torch.float32)
     T, Hd, Wd = f.shape
     D, H, Wv = shape_zyx

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cryoframe._errors import InputError
+from cryoframe.geometry.rotations import random_rotations
 
 __all__ = ["Scene", "poisson_disk_centres", "make_scene", "exclusion_radius_px"]
 
@@ -189,7 +190,6 @@ def make_scene(
     """
     import torch
 
-    from cryoframe.geometry.rotations import random_rotations
 
     rng = np.random.default_rng([seed, 101])
     r_ex = exclusion_radius_px(box_size_px, margin_px)

@@ -65,6 +65,7 @@ import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.geometry.transforms import rotate_images, shift_images_fourier
 
 __all__ = ["TiltAxisFit", "correct_tilt_axis", "axis_reprojection_error", "refine_tilt_axis"]
 
@@ -127,8 +128,6 @@ def correct_tilt_axis(images, axis_angle_deg: float, axis_offset_px: float) -> t
     Tensor
         `(T, H, W)` images whose tilt axis is the y axis through ``(H // 2, W // 2)``.
     """
-    from cryoframe.geometry.transforms import rotate_images, shift_images_fourier
-
     im = torch.as_tensor(images, dtype=torch.float32)
     if axis_offset_px != 0.0:
         im = shift_images_fourier(im, torch.tensor([0.0, -float(axis_offset_px)]))

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from cryoframe.fourier.ctf import electron_wavelength_angstrom
+from cryoframe.simulate.reconstruct import weighted_backprojection
 
 __all__ = ["TiltGeometry", "nearest_tilt_index_rfft", "tilt_ctf_magnitude_rfft",
            "wbp_noise_psd_rfft", "coloured_noise", "draw_defocus_angstrom"]
@@ -128,8 +129,6 @@ def wbp_noise_psd_rfft(box_px: int, geometry: TiltGeometry = TiltGeometry(),
     symmetrised under ``k_z → −k_z`` and ``k_y → −k_y`` (symmetries of a symmetric tilt range
     about y). Normalised to mean 1.
     """
-    from cryoframe.simulate.reconstruct import weighted_backprojection
-
     L = int(box_px)
     tilts = geometry.tilts_deg()
     gen = torch.Generator().manual_seed(int(seed))

@@ -30,6 +30,10 @@ import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.fourier.ctf import ctf_2d
+from cryoframe.geometry.grids import radial_frequency
+from cryoframe.geometry.rotations import rotation_about
+from cryoframe.geometry.transforms import shift_images_fourier
 from cryoframe.simulate.projector import FourierProjector
 
 __all__ = [
@@ -127,8 +131,6 @@ def tilt_angles_deg(
 
 def tilt_matrices(tilts_deg) -> torch.Tensor:
     """`(T, 3, 3)` float64 specimen rotations about the y (tilt) axis."""
-    from cryoframe.geometry.rotations import rotation_about
-
     t = torch.as_tensor(np.asarray(tilts_deg, dtype=np.float64))
     return rotation_about("y", torch.deg2rad(t)).to(torch.float64)
 
@@ -207,8 +209,6 @@ def dose_filter(images: torch.Tensor, cumulative_dose_e_per_a2, pixel_size_angst
     pixel_size_angstrom : float
         Pixel size (Å).
     """
-    from cryoframe.geometry.grids import radial_frequency
-
     H, W = images.shape[-2:]
     k = radial_frequency((H, W), rfft=True).to(torch.float64) / pixel_size_angstrom
     ne = 0.245 * k.clamp_min(1e-6) ** -1.665 + 2.81
@@ -219,8 +219,6 @@ def dose_filter(images: torch.Tensor, cumulative_dose_e_per_a2, pixel_size_angst
 
 def apply_drift(images: torch.Tensor, drift_yx_px) -> torch.Tensor:
     """Shift each image by its drift (``out(x) = img(x − drift)``), Fourier-exact."""
-    from cryoframe.geometry.transforms import shift_images_fourier
-
     return shift_images_fourier(images, torch.as_tensor(np.asarray(drift_yx_px), dtype=torch.float32))
 
 
@@ -281,7 +279,6 @@ def simulate_tilt_series(
         imgs = dose_filter(imgs, rank * dose_per_tilt_e_per_a2, px)
     defocus = np.full(len(tilts), np.nan)
     if ctf:
-        from cryoframe.fourier.ctf import ctf_2d
 
         defocus = rng.uniform(*defocus_range_angstrom, size=len(tilts))
         H, W = imgs.shape[-2:]

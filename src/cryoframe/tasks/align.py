@@ -21,25 +21,17 @@ Convention (as in training, :mod:`cryoframe.train.augment3d`): for ``X_1 = T X``
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
-from cryoframe.baselines.fft_align import AlignResult, FFTAligner
-from cryoframe.train.augment3d import standardize
+from cryoframe.models.heads import rotation_loss
+from cryoframe.tasks.fft_align import AlignResult, FFTAligner
+from cryoframe.train.augment3d import apply_rigid, random_rigid_transforms, standardize
 
-__all__ = ["load_pair_encoder", "finetune_transform_head", "LearnedAligner", "standardize"]
-
-
-def load_pair_encoder(path: str | Path):
-    """Load a pair-encoder weights file (``{"config", "state_dict", "meta"}``, as written by
-    ``cryoframe pretrain``); see :func:`cryoframe.models.pretrained.load_pair_encoder_file`."""
-    from cryoframe.models.pretrained import load_pair_encoder_file
-
-    return load_pair_encoder_file(path)[0]
+__all__ = ["finetune_transform_head", "LearnedAligner", "standardize"]
 
 
 def _wedge_filter(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -94,9 +86,6 @@ def finetune_transform_head(
     list of float
         Mean loss per epoch.
     """
-    from cryoframe.models.heads import rotation_loss
-    from cryoframe.train.augment3d import apply_rigid, random_rigid_transforms
-
     x = torch.as_tensor(np.asarray(volumes), dtype=torch.float32)
     if x.ndim != 4:
         raise InputError(f"volumes of shape {tuple(x.shape)}", field="volumes",

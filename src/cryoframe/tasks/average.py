@@ -38,12 +38,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
-from cryoframe.baselines.fft_align import AlignResult, FFTAligner, rotate_fourier_mask
 from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.geometry.grids import radial_frequency
-from cryoframe.geometry.rotations import geodesic_distance_deg
+from cryoframe.geometry.rotations import geodesic_distance_deg, random_rotations
 from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
+from cryoframe.tasks.fft_align import AlignResult, FFTAligner, rotate_fourier_mask
 
 __all__ = [
     "Aligner",
@@ -88,6 +89,10 @@ class AverageResult:
     #: half-map FSC-0.143 resolution of the same particles averaged at random poses (control:
     #: both halves then share the rotational average, which alone gives a "resolution")
     resolution_random_pose_angstrom: float | None = None
+    #: `(n//2+1,)` half-map FSC of that random-pose control (on ``fsc_freq``)
+    fsc_random_pose: Tensor | None = None
+    #: `(n, n, n)` ``map`` registered onto the ground truth (for side-by-side slices), if given
+    map_registered_to_gt: Tensor | None = None
 
 
 def soft_sphere_mask(n: int, radius_px: float, soft_px: float = 3.0) -> Tensor:
@@ -174,7 +179,8 @@ class VolumeSource:
     """Particles read in chunks: an in-memory `(N, n, n, n)` array, a ``numpy.memmap``, or any
     object with ``__len__`` and ``get(indices) -> {"clean": Tensor}`` (a CryoEngine store's
     :class:`~cryoframe.train.subtomo_data.StoreSource`), so a large store is averaged without
-    being loaded."""
+    being loaded.
+    """
 
     def __init__(self, particles) -> None:
         self._get = None
@@ -271,7 +277,6 @@ def _initial_reference(src: "VolumeSource", rows, init: str, gen: torch.Generato
 
 
 def _save_checkpoint(path, state: dict) -> None:
-    from cryoframe._atomic import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -458,15 +463,14 @@ def average_subtomograms(
     for pos, p in src.chunks(np.arange(n_part), chunk):
         acc.add(p, rots[pos], shifts[pos])
     full_map, _ = acc.result(regularisation)
-    fsc_gt, res_gt = None, None
+    fsc_gt, res_gt, reg_full = None, None, None
     if gt is not None:
         reg_full, _, _ = register_maps(full_map, gt, register_aligner)
         _, fsc_gt = fsc(gt, reg_full, mask=sphere)
         res_gt = resolution_at(freq, fsc_gt, 0.5, pixel_size_angstrom)
         history[-1]["res_vs_gt_angstrom"] = res_gt
-    res_random = None
+    res_random, fsc_random = None, None
     if random_pose_control:
-        from cryoframe.geometry.rotations import random_rotations
 
         rand = random_rotations(n_part, generator=torch.Generator().manual_seed(seed + 1))
         ctrl = []
@@ -477,9 +481,11 @@ def average_subtomograms(
                 acc.add(p, rand[rows[pos]], torch.zeros(len(pos), 3))
             ctrl.append(acc.result(regularisation)[0])
         c2, _, _ = register_maps(ctrl[1], ctrl[0], register_aligner)
-        res_random = resolution_at(*fsc(ctrl[0], c2, mask=sphere), 0.143, pixel_size_angstrom)
+        _, fsc_random = fsc(ctrl[0], c2, mask=sphere)
+        res_random = resolution_at(freq, fsc_random, 0.143, pixel_size_angstrom)
     return AverageResult(
-        resolution_random_pose_angstrom=res_random,
+        resolution_random_pose_angstrom=res_random, fsc_random_pose=fsc_random,
+        map_registered_to_gt=reg_full,
         map=full_map, half1=maps[0], half2=reg2, rotations=rots, shifts_zyx_px=shifts,
         half_index=half_index, fsc_freq=freq, fsc_half=curve, fsc_gt=fsc_gt,
         resolution_halfmap_angstrom=float(resolution_at(freq, curve, 0.143, pixel_size_angstrom)),

@@ -144,6 +144,39 @@ class MLPHead(nn.Module):
         return self.net(self.norm(x))
 
 
+def fit_classifier(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
+                   batch_size: int, optimizer, scheduler, generator: torch.Generator,
+                   transform=None, min_batch: int = 1, validate=None) -> nn.Module:
+    """Cross-entropy training of a classifier over shuffled mini-batches; the one loop of the
+    MLP head and the 3D CNN baseline.
+
+    Each epoch draws a permutation from ``generator``; batches smaller than ``min_batch`` are
+    skipped; ``transform(batch, generator)`` augments a batch. With ``validate(model) → accuracy``
+    the weights of the best epoch are kept (else the last). Returns the model in eval mode.
+    """
+    best_acc, best_state = -1.0, None
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch_size):
+            idx = perm[start:start + batch_size]
+            if len(idx) < min_batch:
+                continue
+            xb = x[idx] if transform is None else transform(x[idx], generator)
+            loss = nn.functional.cross_entropy(model(xb), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+        if validate is not None:
+            acc = validate(model)
+            if acc > best_acc:
+                best_acc, best_state = acc, copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model.eval()
+
+
 def train_mlp_head(
     train_emb,
     train_y,
@@ -188,24 +221,10 @@ def train_mlp_head(
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * max(1, (len(xt) + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    best_acc, best_state = -1.0, None
-    for _ in range(epochs):
-        head.train()
-        perm = torch.randperm(len(xt), generator=gen)
-        for start in range(0, len(xt), batch_size):
-            idx = perm[start:start + batch_size]
-            loss = nn.functional.cross_entropy(head.forward(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        if val_emb is not None:
-            acc = float((predict_mlp_head(head, val_emb).argmax(1) == np.asarray(val_y)).mean())
-            if acc > best_acc:
-                best_acc, best_state = acc, copy.deepcopy(head.state_dict())
-    if best_state is not None:
-        head.load_state_dict(best_state)
-    return head.eval()
+    validate = None if val_emb is None else (
+        lambda m: float((predict_mlp_head(m, val_emb).argmax(1) == np.asarray(val_y)).mean()))
+    return fit_classifier(head, xt, yt, epochs=epochs, batch_size=batch_size, optimizer=opt,
+                          scheduler=sched, generator=gen, validate=validate)
 
 
 @torch.no_grad()
@@ -378,3 +397,75 @@ def honest_accuracy(correct, emb, labelled, y, *, seed: int = 0,
     n_eff = float(w.sum() ** 2 / (w ** 2).sum())
     return AccuracyEstimate(100 * acc, wilson_interval(acc, n_l), chance, auc, 100 * est,
                             wilson_interval(est, n_eff), n_eff)
+
+
+PROTOCOLS = ("mlp", "linear", "knn")
+
+
+def fit_predict_proba(protocol: str, train_emb, train_y, test_emb, n_classes: int, *,
+                      seed: int = 0, epochs: int = 40) -> np.ndarray:
+    """Fit one head (``mlp``, ``linear`` or ``knn``) and return class probabilities `(n, k)`.
+
+    Classes absent from ``train_y`` get probability 0 (columns follow ``0 … n_classes − 1``).
+    """
+    if protocol in ("knn", "linear"):
+        m = (knn_classifier(train_emb, train_y) if protocol == "knn"
+             else linear_probe(train_emb, train_y, seed=seed))
+        p = np.zeros((len(test_emb), n_classes))
+        p[:, m.classes_] = m.predict_proba(test_emb)
+        return p
+    if protocol == "mlp":
+        head = train_mlp_head(train_emb, train_y, n_classes=n_classes, epochs=epochs, seed=seed)
+        return predict_mlp_head(head, test_emb)
+    raise InputError(f"unknown protocol '{protocol}'", field="--protocol",
+                     expected="mlp, linear or knn")
+
+
+@dataclass(frozen=True)
+class LabelledClassification:
+    """Result of :func:`classify_from_labelled`."""
+
+    probabilities: np.ndarray  #: `(n, k)` for every row, from a head fitted on all labelled rows
+    cv_prediction: np.ndarray  #: `(n_labelled,)` k-fold prediction of each labelled row
+    cv_accuracy_percent: float  #: NaN when a class has fewer than 2 labelled rows
+    n_folds: int
+    estimate: AccuracyEstimate | None  #: honest accuracy of the unlabelled rows (None: no CV)
+
+
+def classify_from_labelled(emb, labelled, y, n_classes: int, protocol: str = "mlp", *,
+                           folds: int = 5, seed: int = 0, epochs: int = 40,
+                           ) -> LabelledClassification:
+    """Classify every row from a labelled subset, with k-fold cross-validation on that subset.
+
+    Parameters
+    ----------
+    emb : array `(n, d)`
+        Embeddings of all rows.
+    labelled : bool array `(n,)`
+        Rows with a known class.
+    y : int array `(n_labelled,)`
+        Class index (``0 … n_classes − 1``) of the labelled rows.
+    n_classes : int
+        Number of classes.
+    protocol : str
+        ``mlp``, ``linear`` or ``knn`` (:func:`fit_predict_proba`).
+    folds : int
+        Cross-validation folds (at most the size of the smallest class).
+    seed, epochs : int
+        Seed of the fold split and heads; MLP epochs.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    xl = emb[labelled]
+    n_folds = min(folds, int(np.bincount(y).min()))
+    cv_pred = np.zeros(len(y), dtype=int)
+    if n_folds >= 2:
+        for tr, te in StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(xl, y):
+            cv_pred[te] = fit_predict_proba(protocol, xl[tr], y[tr], xl[te], n_classes,
+                                            seed=seed, epochs=epochs).argmax(1)
+        acc = 100.0 * float((cv_pred == y).mean())
+        estimate = honest_accuracy(cv_pred == y, emb, labelled, y, seed=seed)
+    else:
+        acc, estimate = float("nan"), None
+    prob = fit_predict_proba(protocol, xl, y, emb, n_classes, seed=seed, epochs=epochs)
+    return LabelledClassification(prob, cv_pred, acc, n_folds, estimate)

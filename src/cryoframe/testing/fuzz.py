@@ -27,6 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from cryoframe._errors import InputError
+from cryoframe.io.dynamo import read_tbl
+from cryoframe.io.mrc import read_mrc
+from cryoframe.io.star import read_particles, read_star
+from cryoframe.io.structures import read_structure
 
 __all__ = ["FORMATS", "mutate", "check_reader", "FuzzOutcome", "fuzz_files"]
 
@@ -216,7 +220,6 @@ def mutate(data: bytes, fmt: str, rng: random.Random) -> bytes:
 
 # ------------------------------------------------------------------ reading and invariants
 def _check_mrc(path: Path) -> None:
-    from cryoframe.io.mrc import read_mrc
 
     vol = read_mrc(path)
     d = vol.data
@@ -231,7 +234,6 @@ def _check_mrc(path: Path) -> None:
 def _check_star(path: Path, particles: bool) -> None:
     import pandas as pd
 
-    from cryoframe.io.star import read_particles, read_star
 
     if particles:
         t = read_particles(path)
@@ -242,14 +244,12 @@ def _check_star(path: Path, particles: bool) -> None:
 
 
 def _check_tbl(path: Path) -> None:
-    from cryoframe.io.dynamo import read_tbl
 
     df = read_tbl(path)
     assert len(df) > 0 and df.shape[1] > 0
 
 
 def _check_pdb(path: Path) -> None:
-    from cryoframe.io.structures import read_structure
 
     atoms = read_structure(path)
     assert len(atoms.coords_zyx_angstrom) > 0

@@ -34,6 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cryoframe.geometry.rotations import axis_angle_to_matrix, random_rotations
+from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
+from cryoframe.simulate.noise import add_noise
+
 __all__ = ["random_rigid_transforms", "apply_rigid", "photometric", "standardize",
            "make_nrcl_views"]
 
@@ -49,8 +53,6 @@ def random_rigid_transforms(n: int, max_rotation_deg: float, max_shift_px: float
     shifts_zyx_px : Tensor
         `(n, 3)` shifts in voxels, uniform in the ball of radius ``max_shift_px``.
     """
-    from cryoframe.geometry.rotations import axis_angle_to_matrix, random_rotations
-
     if max_rotation_deg >= 180:
         rot = random_rotations(n, generator=generator)
     else:
@@ -67,8 +69,6 @@ def random_rigid_transforms(n: int, max_rotation_deg: float, max_shift_px: float
 
 def apply_rigid(vol: Tensor, rotations: Tensor, shifts_zyx_px: Tensor) -> Tensor:
     """Rotate about the box centre (trilinear) then shift (Fourier): `(B, L, L, L)` → same."""
-    from cryoframe.geometry.transforms import rotate_volumes, shift_volumes_fourier
-
     out = rotate_volumes(vol, rotations)
     if torch.any(shifts_zyx_px != 0):
         out = shift_volumes_fourier(out, shifts_zyx_px)
@@ -130,8 +130,6 @@ def make_nrcl_views(clean: Tensor, indices: Tensor, *, step: int, seed: int,
         ``rotation`` `(B, 3, 3)` and ``shift_zyx_px`` `(B, 3)` of ``T`` (``X_1 = T X``);
         ``snr`` `(B,)` input SNR of each sample.
     """
-    from cryoframe.simulate.noise import add_noise
-
     gen = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
     b = clean.shape[0]
     snr_idx = torch.randint(len(input_snrs), (b,), generator=gen)

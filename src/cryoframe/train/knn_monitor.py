@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.neighbors import KNeighborsClassifier
 from torch import Tensor, nn
 
 from cryoframe.train.augment3d import standardize
@@ -40,11 +41,19 @@ def embed_volumes(encoder: nn.Module, volumes: Tensor, batch_size: int = 64) -> 
 
 
 def knn_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                 test_y: np.ndarray, k: int = 5) -> float:
-    """Percent of ``test`` rows whose cosine k-NN vote over ``train`` gives the right label."""
-    from sklearn.neighbors import KNeighborsClassifier
+                 test_y: np.ndarray, k: int = 5, metric: str = "cosine",
+                 standardise: bool = False) -> float:
+    """Percent of ``test`` rows whose k-NN vote over ``train`` gives the right label.
 
-    clf = KNeighborsClassifier(n_neighbors=min(k, len(train_x)), metric="cosine")
+    The one k-NN accuracy of the package (3D monitor and probes, 2D particles-knn). ``metric``:
+    ``"cosine"`` (learned features) or ``"euclidean"``; ``standardise`` z-scores each feature with
+    the training rows' statistics first (hand-made features of different units).
+    """
+    if standardise:
+        mu, sd = train_x.mean(0), train_x.std(0) + 1e-12
+        train_x, test_x = (train_x - mu) / sd, (test_x - mu) / sd
+    clf = KNeighborsClassifier(n_neighbors=min(k, len(train_x)), metric=metric,
+                               algorithm="brute")
     clf.fit(train_x, train_y)
     return float((clf.predict(test_x) == test_y).mean() * 100.0)
 

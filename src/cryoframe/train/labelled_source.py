@@ -31,8 +31,13 @@ from cryoframe.geometry.rotations import random_rotations
 from cryoframe.simulate.class_bank import ClassBank
 from cryoframe.simulate.fastpath import FastSubtomogramSimulator
 from cryoframe.simulate.noise import combine_signal_noise
-from cryoframe.simulate.tilt_matched import (TiltGeometry, coloured_noise, draw_defocus_angstrom,
-                                             tilt_ctf_magnitude_rfft, wbp_noise_psd_rfft)
+from cryoframe.simulate.tilt_matched import (
+    TiltGeometry,
+    coloured_noise,
+    draw_defocus_angstrom,
+    tilt_ctf_magnitude_rfft,
+    wbp_noise_psd_rfft,
+)
 from cryoframe.train.augment3d import standardize
 
 __all__ = ["SNRSchedule", "TiltMatchedSource"]

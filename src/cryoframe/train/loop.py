@@ -15,37 +15,48 @@ Metrics go to ``metrics.csv`` (one row per logged step) with a rich progress bar
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import random
-import sys
 import time
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
-from cryoframe._atomic import atomic_path, atomic_write_text
+from cryoframe._atomic import atomic_write_text
+from cryoframe._config import FrozenConfig, load_config
 from cryoframe._errors import InputError
+from cryoframe._record import write_run_record
+from cryoframe.geometry.transforms import wedge_preserving_rotations
+from cryoframe.models import create_model
+from cryoframe.models.pretrained import save_weights
+from cryoframe.simulate.noise import add_noise
 from cryoframe.train.augment3d import make_nrcl_views, standardize
+from cryoframe.train.checkpoint import (
+    load_state,
+    read_metrics_csv,
+    rng_state,
+    save_state,
+    set_rng_state,
+    write_metrics_csv,
+)
 from cryoframe.train.distributed import DistInfo, all_reduce_mean, barrier, init_distributed
 from cryoframe.train.knn_monitor import KNNMonitor
 from cryoframe.train.nrcl import NRCL
 from cryoframe.train.schedules import scaled_lr, warmup_cosine
-from cryoframe.train.subtomo_data import SubtomoSource, iterate_batches
+from cryoframe.train.subtomo_data import (
+    FastPathSource,
+    StoreSource,
+    SubtomoSource,
+    iterate_batches,
+    pretraining_densities,
+)
 
 __all__ = ["DataConfig", "PretrainConfig", "run_pretrain", "load_pretrain_config",
-           "build_source", "save_encoder", "load_encoder", "pretrain_throughput"]
+           "build_source", "save_encoder", "pretrain_throughput"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class DataConfig(_Frozen):
+class DataConfig(FrozenConfig):
     """Where pretraining subtomograms come from."""
 
     kind: Literal["fastpath", "store"] = "fastpath"
@@ -60,7 +71,7 @@ class DataConfig(_Frozen):
     knn_snr: PositiveFloat = 0.1
 
 
-class PretrainConfig(_Frozen):
+class PretrainConfig(FrozenConfig):
     """Everything a pretraining run depends on (written to ``config.json`` of the run)."""
 
     model: str = "apt_pair_cpu"
@@ -100,15 +111,11 @@ class PretrainConfig(_Frozen):
 
 def load_pretrain_config(path: str | Path | None = None, **overrides) -> PretrainConfig:
     """YAML file (optional) → keyword overrides (``None`` ignored) → validated config."""
-    from cryoframe._config import load_config
-
     return load_config(PretrainConfig, path, **overrides)
 
 
 def build_source(cfg: DataConfig, cache_dir: Path | None = None) -> tuple[SubtomoSource, list[str]]:
     """The configured source and its class names (fast-path densities cached in ``cache_dir``)."""
-    from cryoframe.train.subtomo_data import FastPathSource, StoreSource, pretraining_densities
-
     if cfg.kind == "store":
         if not cfg.store_path:
             raise InputError("data.store_path is required for kind 'store'",
@@ -118,72 +125,27 @@ def build_source(cfg: DataConfig, cache_dir: Path | None = None) -> tuple[Subtom
         return src, names
     cache = None if cache_dir is None else Path(cache_dir) / "densities.pt"
     if cache is not None and cache.exists():
-        blob = torch.load(cache, weights_only=True)
+        blob = load_state(cache)
         dens, names = blob["densities"], blob["names"]
     else:
         dens, names = pretraining_densities(dict(cfg.families), list(cfg.singles), cfg.seed)
         if cache is not None:
-            with atomic_path(cache) as tmp:
-                torch.save({"densities": dens, "names": names}, tmp)
+            save_state(cache, {"densities": dens, "names": names})
     return FastPathSource(dens, cfg.n_rows, cfg.seed, offset_max_px=cfg.offset_max_px), names
 
 
 def save_encoder(path: Path, encoder: torch.nn.Module, meta: dict) -> None:
-    """Write ``{"model": name, "config", "state_dict", "meta"}`` atomically (shipped format)."""
-    blob = {"config": encoder.config, "state_dict": encoder.state_dict(), "meta": meta}
-    with atomic_path(path) as tmp:
-        torch.save(blob, tmp)
-
-
-def load_encoder(path: str | Path):
-    """Rebuild the pair encoder saved by :func:`save_encoder`; returns ``(encoder, meta)``."""
-    from cryoframe.models.pretrained import load_pair_encoder_file
-
-    return load_pair_encoder_file(path)
-
-
-def _rng_state() -> dict:
-    # numpy's key array is stored as a tensor so that the checkpoint loads with
-    # torch.load(weights_only=True) (no pickled numpy objects).
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "numpy": (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss),
-            "python": random.getstate()}
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, key, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, np.asarray(key, dtype=np.int64).astype(np.uint32), pos,
-                         has_gauss, gauss))
-    random.setstate(state["python"])
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    if not rows:
-        return
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
-def _read_csv(path: Path, max_step: int) -> list[dict]:
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [r for r in csv.DictReader(f) if int(r["step"]) <= max_step]
+    """Write ``{"config", "state_dict", "meta"}`` atomically (the pair-encoder format read by
+    :func:`cryoframe.models.pretrained.load_pair_encoder_file`).
+    """
+    save_weights(path, {"config": encoder.config, "state_dict": encoder.state_dict(),
+                        "meta": meta})
 
 
 def _knn_monitor(source: SubtomoSource, cfg: PretrainConfig) -> tuple[KNNMonitor | None, list]:
     n = min(cfg.data.knn_holdout, len(source) // 2)
     if cfg.knn_every == 0 or n < 4:
         return None, []
-    from cryoframe.simulate.noise import add_noise
 
     rows = list(range(len(source) - n, len(source)))
     batch = source.get(rows)
@@ -206,19 +168,13 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path, source: SubtomoSource
     dist_info : DistInfo, optional
         Data-parallel position; default from the ``torchrun`` environment.
     """
-    from cryoframe.models import create_model
-
     out = Path(out_dir)
     info = dist_info or init_distributed()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        import cryoframe
-
-        atomic_write_text(out / "config.json", json.dumps(
-            {"version": cryoframe.__version__, "argv": sys.argv,
-             "config": json.loads(cfg.model_dump_json())}, indent=2) + "\n")
+        write_run_record(out / "config.json", "pretrain", cfg)
     if source is None:
         source, _ = build_source(cfg.data, out if info.is_main else None)
     torch.manual_seed(cfg.seed)
@@ -234,15 +190,14 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path, source: SubtomoSource
     peak_lr = cfg.lr if cfg.lr is not None else scaled_lr(cfg.batch_size * info.world_size,
                                                           cfg.base_lr)
     start = 0
-    ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    ck = load_state(out / "checkpoint.pt")
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start = int(ck["step"])
-        _set_rng_state(ck["rng"][min(info.rank, len(ck["rng"]) - 1)])
+        set_rng_state(ck["rng"][min(info.rank, len(ck["rng"]) - 1)])
     monitor, held_out = _knn_monitor(source, cfg)
-    rows = _read_csv(out / "metrics.csv", start) if info.is_main else []
+    rows = read_metrics_csv(out / "metrics.csv", start) if info.is_main else []
     wrapped: torch.nn.Module = model
     if info.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -298,7 +253,7 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path, source: SubtomoSource
                 if monitor is not None and cfg.knn_every and step % cfg.knn_every == 0:
                     row["knn_acc"] = monitor(model.encoder)
                 rows.append(row)
-                _write_csv(out / "metrics.csv", rows)
+                write_metrics_csv(out / "metrics.csv", rows)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 _checkpoint(out, model, opt, step, info, cfg)
             if progress is not None:
@@ -323,7 +278,7 @@ def run_pretrain(cfg: PretrainConfig, out_dir: str | Path, source: SubtomoSource
 
 def _checkpoint(out: Path, model: NRCL, opt: torch.optim.Optimizer, step: int, info: DistInfo,
                 cfg: PretrainConfig) -> None:
-    states = [_rng_state()]
+    states = [rng_state()]
     if info.active:
         import torch.distributed as dist
 
@@ -331,9 +286,9 @@ def _checkpoint(out: Path, model: NRCL, opt: torch.optim.Optimizer, step: int, i
         dist.all_gather_object(gathered, states[0])
         states = gathered
     if info.is_main:
-        with atomic_path(out / "checkpoint.pt") as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                        "rng": states, "config": cfg.model_dump(mode="json")}, tmp)
+        save_state(out / "checkpoint.pt", {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "rng": states, "config": cfg.model_dump(mode="json")})
         save_encoder(out / "encoder.pt", model.encoder,
                      {"model": cfg.model, "steps": step, "seed": cfg.seed})
     barrier(info)
@@ -349,8 +304,6 @@ def embed_for_inference(encoder: torch.nn.Module, volumes: torch.Tensor,
     62.5 to 67.4 % at SNR 0.1 and from 51.5 to 56.6 % at SNR 0.03, at 4× the cost. Volumes are
     encoded ``batch_size`` at a time, so memory stays bounded for large B.
     """
-    from cryoframe.geometry.transforms import wedge_preserving_rotations
-
     volumes = torch.as_tensor(volumes)
     out = []
     with torch.no_grad():

@@ -19,43 +19,49 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cryoframe._atomic import atomic_write_text
+from cryoframe._config import FrozenConfig
+from cryoframe._errors import InputError
+from cryoframe.data import PARTICLE_PRETRAIN_DENSITIES
+from cryoframe.models.pretrained import (
+    PARTICLE_ENCODER_FORMAT,
+    PARTICLE_RANKER_FORMAT,
+    particle_encoder_state,
+    read_particle_checkpoint,
+    save_particle_checkpoint,
+)
 from cryoframe.models.vit2d import VIT2D_CONFIGS, ParticleRanker, ViT2d
-from cryoframe.simulate.particles2d import background_ring_normalise
+from cryoframe.simulate.junk2d import JUNK_KINDS, simulate_junk_set
+from cryoframe.simulate.noise import combine_signal_noise
+from cryoframe.simulate.particles2d import (
+    ParticleSimConfig,
+    background_ring_normalise,
+    centre_density,
+    read_density_volume,
+    simulate_particles,
+)
 from cryoframe.train.augment2d import ParticleAugment, two_views
+from cryoframe.train.checkpoint import load_state, save_state
 from cryoframe.train.losses_margin import cryoranker_loss
 from cryoframe.train.moco import MoCoV3
 from cryoframe.train.momentum import cosine_momentum
 from cryoframe.train.schedules import warmup_cosine
 
-__all__ = ["PRETRAIN_DENSITIES", "BENCHMARK_DENSITIES", "PretrainConfig", "RankerConfig",
+__all__ = ["ParticlePretrainConfig", "RankerConfig",
            "simulate_pretraining_pool", "simulate_ranking_pool", "pretrain_moco",
-           "finetune_ranker", "save_checkpoint", "run_pretraining", "encoder_state", "read_checkpoint",
-           "ENCODER_FORMAT", "RANKER_FORMAT"]
-
-ENCODER_FORMAT = "cryoframe-particle-encoder-v1"
-RANKER_FORMAT = "cryoframe-particle-ranker-v1"
-
-#: Pretraining densities (BENCHMARKS.md): the 3J9I and 4V4R_30S maps and the other polnet maps.
-PRETRAIN_DENSITIES = ("3J9I", "4V4R_30S", "1F4A", "2UV8", "3IPM", "4V7R", "4V94", "5MRC", "6PXM",
-                      "6QZP", "6UTJ", "7N4Y", "8TUX")
-#: Benchmark structures of particles-knn / particles-rank; never used for training.
-BENCHMARK_DENSITIES = ("1BXN", "1QVR", "1U6G", "2CG9", "3CF3", "3D2F", "3H84", "3QM1", "7P6Z",
-                       "1WCM", "4CR2", "4V4R_50S")
+           "finetune_ranker", "run_pretraining"]
 
 Log = Callable[[str], None]
 
 
 def _add_noise(clean: torch.Tensor, snr: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     noise = torch.randn(clean.shape, generator=gen)
-    var_s = clean.var(dim=(-2, -1), keepdim=True)
-    var_n = noise.var(dim=(-2, -1), keepdim=True)
-    return clean + noise * torch.sqrt(var_s / (snr[:, None, None] * var_n))
+    return combine_signal_noise(clean, noise, snr, correction=1)
 
 
 def _log_uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
@@ -64,7 +70,7 @@ def _log_uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Te
 
 def simulate_pretraining_pool(
     n_per_density: int,
-    densities: tuple[str, ...] = PRETRAIN_DENSITIES,
+    densities: tuple[str, ...] = PARTICLE_PRETRAIN_DENSITIES,
     snr_range: tuple[float, float] = (0.02, 1.0),
     junk_fraction: float = 0.2,
     box_size_px: int = 64,
@@ -88,18 +94,10 @@ def simulate_pretraining_pool(
     seed : int
         Seed of every draw.
     """
-    from cryoframe.simulate.junk2d import JUNK_KINDS, simulate_junk_set
-    from cryoframe.simulate.particles2d import (
-        ParticleSimConfig,
-        centre_density,
-        load_density,
-        simulate_particles,
-    )
-
     gen = torch.Generator().manual_seed(seed)
     out = []
     for name in densities:
-        vol, vs = load_density(name)
+        vol, vs = read_density_volume(name)
         vol = centre_density(vol)
         cfg = ParticleSimConfig(box_size_px=box_size_px, snr=None)
         sim = simulate_particles(vol, vs, n_per_density, cfg, gen)
@@ -118,7 +116,7 @@ def simulate_pretraining_pool(
 
 def simulate_ranking_pool(
     n_per_kind: int,
-    densities: tuple[str, ...] = PRETRAIN_DENSITIES,
+    densities: tuple[str, ...] = PARTICLE_PRETRAIN_DENSITIES,
     snr_range: tuple[float, float] = (0.03, 0.5),
     good_factor: float = 3.0,
     box_size_px: int = 64,
@@ -137,12 +135,16 @@ def simulate_ranking_pool(
         `(N,)` index into :data:`cryoframe.simulate.junk2d.KINDS`.
     """
     from cryoframe.simulate.junk2d import simulate_junk_set
-    from cryoframe.simulate.particles2d import ParticleSimConfig, centre_density, load_density
+    from cryoframe.simulate.particles2d import (
+        ParticleSimConfig,
+        centre_density,
+        read_density_volume,
+    )
 
     gen = torch.Generator().manual_seed(seed)
     imgs, scores, kinds = [], [], []
     for name in densities:
-        vol, vs = load_density(name)
+        vol, vs = read_density_volume(name)
         vol = centre_density(vol)
         snr = float(_log_uniform(1, *snr_range, gen))
         cfg = ParticleSimConfig(box_size_px=box_size_px, snr=snr)
@@ -156,8 +158,7 @@ def simulate_ranking_pool(
     return torch.cat(imgs), torch.cat(scores), torch.cat(kinds)
 
 
-@dataclass
-class PretrainConfig:
+class ParticlePretrainConfig(FrozenConfig):
     """MoCo v3 hyper-parameters (paper values in brackets; CPU-sized defaults)."""
 
     model: str = "particle_vit_cpu"
@@ -178,57 +179,19 @@ class PretrainConfig:
 
 def _progress(step: int, steps: int, elapsed_s: float, max_minutes: float | None) -> float:
     """Training progress in [0, 1]: the step fraction, or the wall-time fraction if larger, so a
-    time-limited run still warms up, anneals and stops with a finished schedule."""
+    time-limited run still warms up, anneals and stops with a finished schedule.
+    """
     frac = step / max(steps, 1)
     if max_minutes is not None:
         frac = max(frac, elapsed_s / (60.0 * max_minutes))
     return min(frac, 1.0)
 
 
-def _save(path: Path, payload: dict[str, Any]) -> None:
-    from cryoframe._atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def encoder_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The encoder weights of an encoder or ranker checkpoint dict (any head dropped)."""
-    state = ckpt["state_dict"]
-    if ckpt["format"] == RANKER_FORMAT:
-        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    return {k: v for k, v in state.items() if not k.startswith("head.")}
-
-
-def read_checkpoint(path: str | Path, field: str = "weights") -> dict[str, Any]:
-    """Read and validate a particle encoder / ranker checkpoint; bad files raise
-    :class:`InputError` naming the file and ``field`` (the option that pointed at it)."""
-    from cryoframe._errors import InputError
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError("weights file not found", file=p, field=field,
-                         expected="a checkpoint from `cryoframe particles pretrain` (or the "
-                         "shipped cryoframe/weights files)")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise InputError(f"cannot read checkpoint ({type(exc).__name__})", file=p,
-                         field=field, expected="a cryoframe particle checkpoint") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (ENCODER_FORMAT, RANKER_FORMAT):
-        raise InputError("not a cryoframe particle checkpoint", file=p, field="format",
-                         expected=f"'{ENCODER_FORMAT}' or '{RANKER_FORMAT}'")
-    ckpt["path"] = str(p)
-    return ckpt
-
-
 def _load_init_encoder(encoder: ViT2d, path: str | Path) -> None:
     """Load the weights of an encoder (or ranker) checkpoint into ``encoder`` (same config)."""
-    from cryoframe._errors import InputError
-
-    ckpt = read_checkpoint(path, field="init_encoder")
+    ckpt = read_particle_checkpoint(path, field="init_encoder")
     try:
-        encoder.load_state_dict(encoder_state(ckpt), strict=True)
+        encoder.load_state_dict(particle_encoder_state(ckpt), strict=True)
     except RuntimeError as exc:
         raise InputError(f"encoder weights do not fit this model ({str(exc)[:100]})",
                          file=path, field="config",
@@ -237,7 +200,7 @@ def _load_init_encoder(encoder: ViT2d, path: str | Path) -> None:
 
 def pretrain_moco(
     images: torch.Tensor,
-    cfg: PretrainConfig,
+    cfg: ParticlePretrainConfig,
     checkpoint: str | Path | None = None,
     log: Log | None = None,
     init_encoder: str | Path | None = None,
@@ -270,7 +233,7 @@ def pretrain_moco(
     gen = torch.Generator().manual_seed(cfg.seed)
     step, losses, elapsed_before = 0, [], 0.0
     if ckpt_path is not None and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = load_state(ckpt_path)
         model.load_state_dict(state["model"])
         model.temperature = cfg.temperature  # a resumed run may change τ (not a parameter)
         opt.load_state_dict(state["opt"])
@@ -285,10 +248,10 @@ def pretrain_moco(
 
     def save() -> None:
         if ckpt_path is not None:
-            _save(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),
+            save_state(ckpt_path, {"model": model.state_dict(), "opt": opt.state_dict(),
                               "rng": gen.get_state(), "step": step, "losses": losses,
                               "elapsed_s": elapsed_before + time.perf_counter() - t0,
-                              "config": asdict(cfg)})
+                              "config": cfg.model_dump()})
 
     model.train()
     while step < cfg.steps:
@@ -324,8 +287,7 @@ def pretrain_moco(
     return model.backbone.eval(), hist
 
 
-@dataclass
-class RankerConfig:
+class RankerConfig(FrozenConfig):
     """CryoRanker fine-tuning hyper-parameters (α, Δ as in the paper)."""
 
     steps: int = 400
@@ -397,17 +359,6 @@ def finetune_ranker(
 
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, fmt: str, config: dict[str, Any],
-                    meta: dict[str, Any] | None = None,
-                    model_name: str = "particle_vit_cpu") -> Path:
-    """Save weights + architecture as a plain dict (loadable with ``weights_only=True``)."""
-    payload = {"format": fmt, "model": model_name, "config": dict(config),
-               "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-               "meta": dict(meta or {})}
-    _save(Path(path), payload)
-    return Path(path)
-
-
 def run_pretraining(
     out_dir: str | Path,
     n_per_density: int = 1500,
@@ -437,7 +388,6 @@ def run_pretraining(
     import json
     import platform
 
-    from cryoframe._atomic import atomic_write_text
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -447,22 +397,22 @@ def run_pretraining(
                              log, t_all)
     pool_path = out / "pool.pt"
     if pool_path.exists():
-        pool = torch.load(pool_path, weights_only=True)
+        pool = load_state(pool_path)
     else:
         t0 = time.perf_counter()
         pool = simulate_pretraining_pool(n_per_density, seed=seed, log=log)
-        _save(pool_path, pool)
+        save_state(pool_path, pool)
         if log:
             log(f"pool {tuple(pool.shape)} in {time.perf_counter() - t0:.0f} s")
-    cfg = PretrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+    cfg = ParticlePretrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                          max_minutes=max_minutes, temperature=temperature,
                          noise_sigma_max=noise_sigma_max, warmup_steps=warmup_steps)
     encoder, hist = pretrain_moco(pool, cfg, out / "moco_ckpt.pt", log, init_encoder)
     if ranker and (out / "particle_ranker_cpu.pt").exists():
         (out / "particle_ranker_cpu.pt").unlink()  # stale: made from the previous encoder
     arch = dict(VIT2D_CONFIGS[cfg.model])
-    meta = {"densities": list(PRETRAIN_DENSITIES), "n_images": int(pool.shape[0]),
-            "steps": hist["steps_done"], "pretrain_config": asdict(cfg),
+    meta = {"densities": list(PARTICLE_PRETRAIN_DENSITIES), "n_images": int(pool.shape[0]),
+            "steps": hist["steps_done"], "pretrain_config": cfg.model_dump(),
             "init_encoder": str(init_encoder) if init_encoder is not None else None,
             "moco_wall_s_last_session": round(hist["wall_s"], 1),
             "samples_per_s": round(hist["samples_per_s"], 1),
@@ -470,7 +420,7 @@ def run_pretraining(
             "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
             "preprocess": {"target_size_px": 64, "contrast": "white",
                            "normalisation": "background ring 0.75"}}
-    save_checkpoint(out / "particle_vit_cpu.pt", encoder, ENCODER_FORMAT, arch, meta)
+    save_particle_checkpoint(out / "particle_vit_cpu.pt", encoder, PARTICLE_ENCODER_FORMAT, arch, meta)
     summary: dict[str, Any] = {"encoder": str(out / "particle_vit_cpu.pt"), **meta}
     history: dict[str, Any] = {"moco_loss": hist["loss"]}
     if ranker:
@@ -479,10 +429,10 @@ def run_pretraining(
         rcfg = RankerConfig(steps=ranker_steps, batch_size=batch_size, seed=seed,
                             max_minutes=ranker_minutes)
         rk, rhist = finetune_ranker(encoder, imgs, scores, rcfg, log)
-        rmeta = {**meta, "ranker_config": asdict(rcfg), "ranker_steps": rhist["steps_done"],
+        rmeta = {**meta, "ranker_config": rcfg.model_dump(), "ranker_steps": rhist["steps_done"],
                  "ranker_images": int(imgs.shape[0]),
                  "ranker_wall_s": round(time.perf_counter() - t0, 1)}
-        save_checkpoint(out / "particle_ranker_cpu.pt", rk, RANKER_FORMAT, arch, rmeta)
+        save_particle_checkpoint(out / "particle_ranker_cpu.pt", rk, PARTICLE_RANKER_FORMAT, arch, rmeta)
         summary["ranker"] = str(out / "particle_ranker_cpu.pt")
         summary.update({k: v for k, v in rmeta.items() if k.startswith("ranker_")})
         history["ranker_loss"] = rhist["loss"]
@@ -498,7 +448,7 @@ def _ranker_stage(out: Path, n_per_kind: int, batch_size: int, ranker_steps: int
 
     from cryoframe._atomic import atomic_write_text
 
-    ckpt = torch.load(out / "particle_vit_cpu.pt", map_location="cpu", weights_only=True)
+    ckpt = read_particle_checkpoint(out / "particle_vit_cpu.pt")
     encoder = ViT2d(**ckpt["config"])
     encoder.load_state_dict(ckpt["state_dict"])
     t0 = time.perf_counter()
@@ -506,10 +456,10 @@ def _ranker_stage(out: Path, n_per_kind: int, batch_size: int, ranker_steps: int
     rcfg = RankerConfig(steps=ranker_steps, batch_size=batch_size, seed=seed,
                         max_minutes=ranker_minutes)
     rk, rhist = finetune_ranker(encoder, imgs, scores, rcfg, log)
-    meta = {**ckpt["meta"], "ranker_config": asdict(rcfg), "ranker_steps": rhist["steps_done"],
+    meta = {**ckpt["meta"], "ranker_config": rcfg.model_dump(), "ranker_steps": rhist["steps_done"],
             "ranker_images": int(imgs.shape[0]),
             "ranker_wall_s": round(time.perf_counter() - t0, 1)}
-    save_checkpoint(out / "particle_ranker_cpu.pt", rk, RANKER_FORMAT, ckpt["config"], meta)
+    save_particle_checkpoint(out / "particle_ranker_cpu.pt", rk, PARTICLE_RANKER_FORMAT, ckpt["config"], meta)
     summary = {"ranker": str(out / "particle_ranker_cpu.pt"),
                **{k: v for k, v in meta.items() if k.startswith("ranker_")},
                "total_wall_s": round(time.perf_counter() - t_all, 1)}

@@ -25,6 +25,13 @@ import torch
 from torch import Tensor
 
 from cryoframe._errors import InputError
+from cryoframe.data import STRUCTURES, structure_path
+from cryoframe.geometry.rotations import random_rotations
+from cryoframe.io.store import SubtomoStore
+from cryoframe.io.structures import read_structure
+from cryoframe.simulate.density import density_from_atoms, load_density
+from cryoframe.simulate.families import structure_family
+from cryoframe.simulate.fastpath import FastSubtomogramSimulator
 
 __all__ = ["SubtomoSource", "InMemorySource", "StoreSource", "FastPathSource", "iterate_batches",
            "batches_per_epoch", "pretraining_densities", "BENCHMARK_CLASSES"]
@@ -36,7 +43,9 @@ class SubtomoSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def get(self, indices: Sequence[int]) -> dict[str, Tensor]: ...
+    def get(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        """Clean volumes ``"clean"`` `(B, L, L, L)` and labels of the rows ``indices``."""
+        ...
 
 
 class InMemorySource:
@@ -83,7 +92,6 @@ class StoreSource:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from cryoframe.io.store import SubtomoStore
 
         self.store = SubtomoStore(path)
         table = self.store.read_table()
@@ -141,7 +149,6 @@ class FastPathSource:
     def __init__(self, densities: Sequence, n_rows: int, seed: int = 0, box_size_px: int = 32,
                  offset_max_px: float = 1.0,
                  tilt_range_deg: tuple[float, float] = (-60.0, 60.0)) -> None:
-        from cryoframe.simulate.fastpath import FastSubtomogramSimulator
 
         self.sim = FastSubtomogramSimulator(list(densities), box_size_px, tilt_range_deg[0],
                                             tilt_range_deg[1])
@@ -155,8 +162,6 @@ class FastPathSource:
 
     def poses(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         """`(n, 3, 3)` rotations and `(n, 3)` offsets of the rows (deterministic)."""
-        from cryoframe.geometry.rotations import random_rotations
-
         rots, offs = [], []
         for i in indices:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i))
@@ -246,11 +251,6 @@ def pretraining_densities(families: dict[str, int], singles: Sequence[str], seed
     InputError
         If a benchmark class (:data:`BENCHMARK_CLASSES`) is requested.
     """
-    from cryoframe.data import STRUCTURES, structure_path
-    from cryoframe.io.structures import read_structure
-    from cryoframe.simulate.density import density_from_atoms, load_density
-    from cryoframe.simulate.families import structure_family
-
     bad = BENCHMARK_CLASSES & {s.upper() for s in [*families, *singles]}
     if bad:
         raise InputError(f"benchmark classes {sorted(bad)} must not be used for pretraining",

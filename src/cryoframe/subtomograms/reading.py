@@ -1,4 +1,4 @@
-"""Shared plumbing of the subtomogram commands (classify, cluster, align, average).
+"""Reading subtomograms for the subtomogram commands (classify, cluster, align, average, embed).
 
 Input: a RELION particle STAR whose ``rlnImageName`` rows name one MRC subtomogram each
 (paths relative to the STAR file's folder, or to the working directory as RELION writes them).
@@ -6,14 +6,25 @@ Input: a RELION particle STAR whose ``rlnImageName`` rows name one MRC subtomogr
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cryoframe._errors import InputError
+from cryoframe.baselines.invariant_features import invariant_features
+from cryoframe.fourier.contrast import contrast_relation, resolve_contrast
+from cryoframe.fourier.resample import plan_resample, resample_volumes
+from cryoframe.io.mrc import MrcHeaderWarning, read_mrc, read_mrc_header, read_volume
+from cryoframe.io.star import read_particles, require_columns, table_pixel_size
+from cryoframe.models.pretrained import (
+    load_encoder,
+    load_encoder_file,
+    load_pair_encoder_file,
+    shipped_weights_path,
+)
+from cryoframe.tasks.fft_align import wedge_mask
+from cryoframe.train.loop import embed_for_inference
 
 
 def resolve(star: Path, name: str) -> Path:
@@ -48,19 +59,6 @@ def select_class(table, star: Path, class_number: int | None, column: str = "rln
     return dataclasses.replace(table, particles=df[keep].reset_index(drop=True))
 
 
-def table_pixel_size(table) -> float | None:
-    """Voxel size from ``rlnImagePixelSize`` / ``rlnTomoSubtomogramPixelSize`` / ``rlnPixelSize``
-    (particle columns or optics groups), else ``None``."""
-    df = table.particles
-    for col in ("rlnImagePixelSize", "rlnTomoSubtomogramPixelSize", "rlnPixelSize"):
-        for frame in (df, table.optics):
-            if frame is not None and col in frame.columns and len(frame):
-                v = float(frame[col].iloc[0])
-                if np.isfinite(v) and v > 0:
-                    return v
-    return None
-
-
 def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
                       class_number: int | None = None, class_column: str = "rlnClassNumber"):
     """Read the particle table (optionally one class) and its subtomograms.
@@ -74,9 +72,6 @@ def load_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
         From ``--pixel-size``, else the table (``rlnImagePixelSize``, optics), else the MRC
         header. A table and header that disagree by more than 1 % are refused.
     """
-    from cryoframe.io.mrc import read_mrc
-    from cryoframe.io.star import read_particles, require_columns
-
     table = select_class(read_particles(star), star, class_number, class_column)
     df = table.particles
     require_columns(df, ["rlnImageName"], file=star, what="subtomogram particle table")
@@ -125,8 +120,7 @@ class StarVolumes:
         return len(self.names)
 
     def get(self, indices) -> dict:
-        from cryoframe.io.mrc import read_mrc
-
+        """``{"clean": (k, n, n, n) float32}`` of the rows ``indices``."""
         vols = []
         for i in np.asarray(indices, dtype=np.int64):
             path = resolve(self.star, self.names[int(i)])
@@ -146,7 +140,7 @@ def open_subtomograms(star: Path, pixel_size_angstrom: float | None = None,
     when used.
     """
     from cryoframe.io.mrc import read_mrc
-    from cryoframe.io.star import read_particles, require_columns
+    from cryoframe.io.star import read_particles, require_columns, table_pixel_size
 
     table = select_class(read_particles(star), star, class_number, class_column)
     df = table.particles
@@ -183,8 +177,6 @@ def to_encoder_sampling(volumes: torch.Tensor, pixel_size_angstrom: float, box: 
 
     Returns the resampled volumes and the :class:`~cryoframe.fourier.resample.ResamplePlan`.
     """
-    from cryoframe.fourier.resample import plan_resample, resample_volumes
-
     plan = plan_resample(volumes.shape[-1], pixel_size_angstrom, encoder_pixel_angstrom, box,
                          file=file)
     if log is not None and not plan.identity:
@@ -202,14 +194,12 @@ def features(volumes: torch.Tensor, weights: Path | None, kind: str,
     (:func:`to_encoder_sampling`); ``pixel_size_angstrom`` is the data's voxel size.
     """
     if kind == "invariant":
-        from cryoframe.baselines.invariant_features import invariant_features
 
         return invariant_features(volumes).numpy(), "rotation-invariant handcrafted features"
     if kind != "encoder":
         raise InputError(f"unknown features '{kind}'", field="--features",
                          expected="'encoder' or 'invariant'")
     encoder, enc_px = encoder_and_sampling(weights)
-    from cryoframe.train.loop import embed_for_inference
 
     x = volumes
     if pixel_size_angstrom is not None:
@@ -228,16 +218,12 @@ def encoder_and_sampling(weights: Path | None):
     (:func:`cryoframe.models.pretrained.load_encoder`); ``--weights`` may name any encoder file
     cryoframe writes (single or pair encoder).
     """
-    from cryoframe.models.pretrained import load_encoder, load_encoder_file
-
     enc, meta = load_encoder_file(weights) if weights is not None else load_encoder()
     return enc, float(meta.get("voxel_size_angstrom", ENCODER_VOXEL_SIZE_ANGSTROM))
 
 
 def pair_encoder_and_sampling(weights: Path | None):
     """``(pair encoder, voxel size in Å)`` for the learned aligner (``--weights`` or shipped)."""
-    from cryoframe.models.pretrained import load_pair_encoder_file, shipped_weights_path
-
     if weights is None:
         encoder_from(None)  # the clear error when no weights are installed
         weights = shipped_weights_path()
@@ -246,51 +232,22 @@ def pair_encoder_and_sampling(weights: Path | None):
 
 
 def encoder_from(weights: Path | None):
-    """Pair encoder from ``--weights`` or the installation's pretrained weights."""
-    if weights is not None:
-        from cryoframe.tasks.align import load_pair_encoder
+    """Pair encoder from ``--weights`` or the installation's shipped weights."""
+    from cryoframe.models.pretrained import load_pair_encoder, shipped_weights_path
 
-        return load_pair_encoder(weights)
-    from cryoframe.bench.sub5_data import bench_encoder
-
-    enc, note = bench_encoder()
-    if enc is None:
-        raise InputError(note, field="--weights",
-                         expected="--weights CHECKPOINT, or --features invariant")
-    return enc
+    if weights is None and not shipped_weights_path().exists():
+        raise InputError("no pretrained subtomogram encoder in this installation",
+                         field="--weights", expected="--weights CHECKPOINT, or --features "
+                         "invariant")
+    return load_pair_encoder(weights)
 
 
 def wedge(n: int, tilt_min_deg: float, tilt_max_deg: float, no_wedge: bool):
     """Full-spectrum wedge mask (or None)."""
     if no_wedge:
         return None
-    from cryoframe.baselines.fft_align import wedge_mask
 
     return wedge_mask((n, n, n), tilt_min_deg, tilt_max_deg)
-
-
-def run_record(out_dir: Path, name: str, config: dict) -> Path:
-    """Write ``<name>_run_<UTC time>.json`` (version, argv, resolved options) atomically.
-
-    Every run gets its own record; a later run never overwrites an earlier one.
-    """
-    import datetime as _dt
-
-    from cryoframe import __version__
-    from cryoframe._atomic import atomic_write_text
-
-    now = _dt.datetime.now(_dt.timezone.utc)
-    stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
-    out_dir = Path(out_dir)
-    path = out_dir / f"{name}_run_{stamp}.json"
-    k = 1
-    while path.exists():
-        path = out_dir / f"{name}_run_{stamp}_{k}.json"
-        k += 1
-    rec = {"command": name, "version": __version__, "argv": sys.argv,
-           "time_utc": now.isoformat(), "config": config}
-    atomic_write_text(path, json.dumps(rec, indent=2, default=str) + "\n")
-    return path
 
 
 def read_reference(path: Path, box: int, pixel_size_angstrom: float, log=None,
@@ -303,7 +260,6 @@ def read_reference(path: Path, box: int, pixel_size_angstrom: float, log=None,
     import warnings
 
     from cryoframe.fourier.resample import plan_resample, resample_volumes
-    from cryoframe.io.mrc import MrcHeaderWarning, read_mrc_header, read_volume
 
     hdr = read_mrc_header(path)
     with warnings.catch_warnings():
@@ -330,8 +286,6 @@ def read_reference(path: Path, box: int, pixel_size_angstrom: float, log=None,
 def contrast_signs(data: torch.Tensor, reference: torch.Tensor, invert_reference: bool,
                    invert_data: bool, auto: bool, log, reference_name: str = "reference"):
     """Measure the data/reference contrast relation and return ``(data_sign, ref_sign, line)``."""
-    from cryoframe.fourier.contrast import contrast_relation, resolve_contrast
-
     rel = contrast_relation(data, reference)
     d, r, msg = resolve_contrast(rel, invert_reference=invert_reference,
                                  invert_data=invert_data, auto=auto,
