@@ -13,8 +13,12 @@ from cryoframe.geometry.rotations import so3_grid
 from cryoframe.hetero.ensemble import load_ensemble, load_template
 from cryoframe.hetero.forward import ResidueForwardModel
 from cryoframe.hetero.images import ImagingConfig, ctf_stack, simulate_images
-from cryoframe.hetero.poses import (bin_images, coarse_to_fine_search, expected_discrepancy,
-                                    grid_search)
+from cryoframe.hetero.poses import (
+    bin_images,
+    coarse_to_fine_search,
+    expected_discrepancy,
+    grid_search,
+)
 from cryoframe.hetero.rmsd import kabsch_rmsd
 
 

@@ -12,6 +12,11 @@ import torch
 
 from cryoframe.cli.main import main
 from cryoframe.io.star import read_particles
+from cryoframe.models.pretrained import (
+    PARTICLE_ENCODER_FORMAT,
+    PARTICLE_RANKER_FORMAT,
+    save_particle_checkpoint,
+)
 from cryoframe.models.vit2d import ParticleRanker, create_vit2d
 from cryoframe.particles.cluster import knn_split_accuracy
 from cryoframe.particles.rank import SCORE_COLUMN
@@ -23,8 +28,6 @@ from cryoframe.particles.stack import (
     prepare_images,
     read_particle_table,
 )
-from cryoframe.models.pretrained import (PARTICLE_ENCODER_FORMAT, PARTICLE_RANKER_FORMAT,
-                                         save_particle_checkpoint)
 
 EMPIAR = ("particles", "empiar_10076_7", "empiar_10076_7.star")
 RELION31 = ("particles", "relion31", "relion31.star")

@@ -6,10 +6,14 @@ import numpy as np
 import pytest
 
 from cryoframe.cli.main import main
-from cryoframe.models.pretrained import (SHIPPED_PARTICLE, load_particle_encoder,
-                                         read_particle_checkpoint, shipped_path)
-from cryoframe.particles.rank import SCORE_COLUMN, load_ranker
 from cryoframe.data import PARTICLE_BENCHMARK_DENSITIES, PARTICLE_PRETRAIN_DENSITIES
+from cryoframe.models.pretrained import (
+    SHIPPED_PARTICLE,
+    load_particle_encoder,
+    read_particle_checkpoint,
+    shipped_path,
+)
+from cryoframe.particles.rank import SCORE_COLUMN, load_ranker
 
 pytestmark = pytest.mark.skipif(not shipped_path(SHIPPED_PARTICLE["encoder"]).exists()
                                 or not shipped_path(SHIPPED_PARTICLE["ranker"]).exists(),

@@ -16,8 +16,8 @@ from cryoframe.recon.insertion import FourierAccumulator, wiener_volume
 from cryoframe.recon.reconstruct import read_particle_set, reconstruct_star
 from cryoframe.simulate.particles2d import (
     centre_density,
-    read_density_volume,
     project_volume,
+    read_density_volume,
     simulate_particle_stack,
 )
 

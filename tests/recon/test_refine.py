@@ -11,7 +11,11 @@ from cryoframe.geometry.rotations import geodesic_distance_deg
 from cryoframe.io.mrc import write_mrc
 from cryoframe.recon.reconstruct import read_particle_set, reconstruct_particles
 from cryoframe.recon.refine import RefineConfig, refine_particles, refine_star
-from cryoframe.simulate.particles2d import centre_density, read_density_volume, simulate_particle_stack
+from cryoframe.simulate.particles2d import (
+    centre_density,
+    read_density_volume,
+    simulate_particle_stack,
+)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 import json
 
-import numpy as np
-
 from cryoframe.cli.main import main
 from cryoframe.io.store import SubtomoStore
 

@@ -7,8 +7,11 @@ import pytest
 import torch
 
 from cryoframe import InputError
-from cryoframe.simulate.tilt_axis import (axis_reprojection_error, correct_tilt_axis,
-                                          refine_tilt_axis)
+from cryoframe.simulate.tilt_axis import (
+    axis_reprojection_error,
+    correct_tilt_axis,
+    refine_tilt_axis,
+)
 from cryoframe.simulate.tiltseries import tilt_matrices
 
 TILTS = np.arange(-60.0, 60.1, 3.0)

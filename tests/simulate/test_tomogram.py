@@ -4,10 +4,8 @@ import numpy as np
 import torch
 
 from cryoframe.fourier.fsc import fsc, resolution_at
-from cryoframe.fourier.wedge import missing_wedge_mask
 from cryoframe.simulate.extract import ground_truth_boxes, rotations_of
 from cryoframe.simulate.projector import FourierProjector
-
 from cryoframe.testing.spectra import wedge_power_ratio  # noqa: E402
 
 

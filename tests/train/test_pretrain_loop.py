@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from cryoframe import InputError
+from cryoframe.models.pretrained import load_pair_encoder_file
 from cryoframe.train.augment3d import make_nrcl_views
 from cryoframe.train.knn_monitor import knn_accuracy
-from cryoframe.models.pretrained import load_pair_encoder_file
 from cryoframe.train.loop import PretrainConfig, run_pretrain
 from cryoframe.train.subtomo_data import InMemorySource, iterate_batches, pretraining_densities
 

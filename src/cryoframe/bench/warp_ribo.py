@@ -73,7 +73,8 @@ def _zmirror(v: torch.Tensor) -> torch.Tensor:
 
 def _image_cc(ps, ref: torch.Tensor) -> float:
     """Mean correlation (shells 1–8) of the real tilt images with CTF-multiplied projections of
-    ``ref`` through the particles' poses."""
+    ``ref`` through the particles' poses.
+    """
     from cryoframe.recon.insertion import FourierAccumulator
     from cryoframe.recon.reconstruct import ctf_at_points, iter_image_batches
     from cryoframe.simulate.particles2d import project_volume
