@@ -17,13 +17,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from cryoframe._threads import one_thread
 from cryoframe.geometry.transforms import shift_images_fourier
 
 __all__ = ["phase_correlation_shift", "TiltAlignment", "align_translations"]
@@ -81,17 +81,6 @@ class TiltAlignment:
     aligned: torch.Tensor  # (T, H, W)
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """Per-image FFTs of a few hundred pixels: threading costs more than it gains (and on a
-    shared machine waiting for a second thread dominates), so run them single-threaded.
-    """
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def align_translations(images, tilts_deg, n_passes: int = 2, n_ref: int = 2,
@@ -121,7 +110,7 @@ def align_translations(images, tilts_deg, n_passes: int = 2, n_ref: int = 2,
     -------
     TiltAlignment
     """
-    with _one_thread():
+    with one_thread():
         return _align_translations(images, tilts_deg, n_passes, n_ref, lowpass_sigma_cycles,
                                    whitening, pin_rotation_centre)
 

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from cryoframe._errors import InputError
+from cryoframe._threads import one_thread
 
 __all__ = [
     "Split",
@@ -223,8 +224,9 @@ def train_mlp_head(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     validate = None if val_emb is None else (
         lambda m: float((predict_mlp_head(m, val_emb).argmax(1) == np.asarray(val_y)).mean()))
-    return fit_classifier(head, xt, yt, epochs=epochs, batch_size=batch_size, optimizer=opt,
-                          scheduler=sched, generator=gen, validate=validate)
+    with one_thread():  # batches of 16: a second thread only adds waiting (cryoframe._threads)
+        return fit_classifier(head, xt, yt, epochs=epochs, batch_size=batch_size, optimizer=opt,
+                              scheduler=sched, generator=gen, validate=validate)
 
 
 @torch.no_grad()
