@@ -31,7 +31,11 @@ from torch import Tensor
 from cryoframe.bench.results import progress as say
 from cryoframe.io.subtomo_table import subtomo_rotations
 from cryoframe.models import pretrained
-from cryoframe.simulate.config import DensityConfig, SubtomogramDatasetConfig, TomogramConfig
+from cryoframe.simulate.config import (
+    DensityConfig,
+    SubtomogramDatasetConfig,
+    benchmark_tomogram_config,
+)
 from cryoframe.simulate.engine import build_densities, simulate_subtomograms
 from cryoframe.simulate.noise import combine_signal_noise
 
@@ -58,12 +62,7 @@ def sub5_config(n_per_class: int, seed: int, quick: bool):
     ``n_per_class`` counts rows of the store (both pools together); classes are drawn uniformly
     per particle, so class counts are only approximately equal.
     """
-    tomo = TomogramConfig(
-        shape_zyx_px=(100, 256, 256) if quick else (160, 400, 400),
-        box_size_px=BOX_PX, tilt_min_deg=-60.0, tilt_max_deg=60.0, tilt_step_deg=2.0,
-        ctf=True, defocus_min_angstrom=30000.0, defocus_max_angstrom=60000.0, voltage_kv=300.0,
-        noise_stage="tilt", offset_max_px=1.0,
-    )
+    tomo = benchmark_tomogram_config((100, 256, 256) if quick else (160, 400, 400), BOX_PX)
     return SubtomogramDatasetConfig(
         structures=list(SUB5_CLASSES), n_per_class=n_per_class, path="full",
         snrs=list(SUB5_SNRS), seed=seed, unit_size=32 if quick else 64,

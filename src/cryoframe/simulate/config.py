@@ -8,8 +8,8 @@ from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 
 from cryoframe._config import FrozenConfig, load_config  # noqa: F401  (load_config re-exported)
 
-__all__ = ["DensityConfig", "TomogramConfig", "FastPathConfig", "SubtomogramDatasetConfig",
-           "load_config"]
+__all__ = ["DensityConfig", "TomogramConfig", "benchmark_tomogram_config", "FastPathConfig",
+           "SubtomogramDatasetConfig", "load_config"]
 
 
 class DensityConfig(FrozenConfig):
@@ -56,6 +56,19 @@ class TomogramConfig(FrozenConfig):
         if self.defocus_min_angstrom > self.defocus_max_angstrom:
             raise ValueError("defocus_min_angstrom must be <= defocus_max_angstrom")
         return self
+
+
+def benchmark_tomogram_config(shape_zyx_px: tuple[int, int, int] = (160, 400, 400),
+                              box_size_px: int = 32) -> TomogramConfig:
+    """The tomogram physics of the SUB5 benchmarks, shared with full-path training data.
+
+    −60…+60° in 2° steps, per-tilt CTF at 300 kV with 3–6 µm underfocus, noise added to the tilt
+    images (reconstructed alongside as a separate unit-noise part), ≤ 1 voxel picking error.
+    """
+    return TomogramConfig(
+        shape_zyx_px=shape_zyx_px, box_size_px=box_size_px, tilt_min_deg=-60.0,
+        tilt_max_deg=60.0, tilt_step_deg=2.0, ctf=True, defocus_min_angstrom=30000.0,
+        defocus_max_angstrom=60000.0, voltage_kv=300.0, noise_stage="tilt", offset_max_px=1.0)
 
 
 class FastPathConfig(FrozenConfig):

@@ -11,9 +11,9 @@ rotation-invariant features lose 12 (92.8 → 80.6 %): a domain gap of the gener
 
 This module simulates the *same* class bank (maps, family variants and assemblies; no SUB5 and
 no development class) through :func:`cryoframe.simulate.engine.simulate_unit`, the full path of
-the benchmarks, with the tomogram settings of SUB5 (:func:`cryoframe.bench.sub5_data.sub5_config`
-physics: −60…+60° in 2° steps, per-tilt CTF 3–6 µm underfocus, tilt-stage noise reconstructed
-alongside, ≤ 1 voxel picking error). Each row stores the reconstructed signal part ``S`` and a
+the benchmarks, with the tomogram settings of SUB5
+(:func:`cryoframe.simulate.config.benchmark_tomogram_config`: −60…+60° in 2° steps, per-tilt CTF
+3–6 µm underfocus, tilt-stage noise reconstructed alongside, ≤ 1 voxel picking error). Each row stores the reconstructed signal part ``S`` and a
 unit tilt-noise part ``N``, so the SNR is chosen per sample at training time
 (:class:`FullPathBankSource`). The store is resumable like every subtomogram store.
 """
@@ -28,7 +28,11 @@ import torch
 from cryoframe.geometry.transforms import wedge_preserving_rotations
 from cryoframe.io.store import SubtomoStore
 from cryoframe.simulate.class_bank import ClassBank
-from cryoframe.simulate.config import DensityConfig, SubtomogramDatasetConfig, TomogramConfig
+from cryoframe.simulate.config import (
+    DensityConfig,
+    SubtomogramDatasetConfig,
+    benchmark_tomogram_config,
+)
 from cryoframe.simulate.density import DensityMap
 from cryoframe.simulate.engine import simulate_unit
 from cryoframe.simulate.noise import combine_signal_noise
@@ -43,10 +47,7 @@ def fullpath_bank_config(bank: ClassBank, n_per_class: int, seed: int,
                          shape_zyx_px: tuple[int, int, int] = (160, 400, 400)
                          ) -> SubtomogramDatasetConfig:
     """Full-path dataset settings of a class bank (SUB5's tomogram physics, its own seed)."""
-    tomo = TomogramConfig(
-        shape_zyx_px=shape_zyx_px, box_size_px=32, tilt_min_deg=-60.0, tilt_max_deg=60.0,
-        tilt_step_deg=2.0, ctf=True, defocus_min_angstrom=30000.0, defocus_max_angstrom=60000.0,
-        voltage_kv=300.0, noise_stage="tilt", offset_max_px=1.0)
+    tomo = benchmark_tomogram_config(shape_zyx_px)
     return SubtomogramDatasetConfig(
         structures=list(bank.names), n_per_class=n_per_class, path="full", snrs=[100.0],
         seed=seed, unit_size=128,
@@ -117,8 +118,7 @@ class FullPathBankSource:
         gen = torch.Generator().manual_seed(self.seed * 7_919 + int(step) * 104_729 + 17)
         idx = torch.randint(0, len(self), (n,), generator=gen)
         turn = torch.randint(0, 4, (n,), generator=gen)
-        vols = torch.stack([combine_signal_noise(self.signal[i:i + 1], self.noise[i:i + 1],
-                                                 float(s))[0] for i, s in zip(idx, snrs)])
+        vols = combine_signal_noise(self.signal[idx], self.noise[idx], snrs)  # one SNR per box
         turned = wedge_preserving_rotations(vols)
         vols = torch.stack([turned[int(k)][j] for j, k in enumerate(turn)])
         return {"volumes": standardize(vols), "labels": self.labels[idx]}

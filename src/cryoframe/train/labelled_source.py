@@ -154,6 +154,5 @@ class TiltMatchedSource:
         if self.neighbours_mean > 0:
             signal = self.add_neighbours(signal, self.generator(step, stream + 1000))
         snr = schedule.draw(batch_size, step, gen)
-        vols = torch.stack([combine_signal_noise(signal[i:i + 1], noise[i:i + 1], float(s))[0]
-                            for i, s in enumerate(snr.tolist())])
+        vols = combine_signal_noise(signal, noise, snr)  # one SNR per box
         return {"volumes": standardize(vols), "labels": labels, "snr": snr.float()}

@@ -5,11 +5,12 @@ encoder (any registry backbone) is followed by a small projector and a normalise
 classifier with an additive cosine margin (:class:`~cryoframe.models.heads.CosineClassifier`)
 over the classes of a :class:`~cryoframe.simulate.class_bank.ClassBank`; batches come from
 :class:`~cryoframe.train.labelled_source.TiltMatchedSource` (full-path-like CTF and noise, SNR
-curriculum). The features a user gets are the backbone's pooled features, before the projector.
+curriculum) and, for a ``fullpath_fraction`` of each batch, from boxes of the full tilt-series
+path itself (:class:`~cryoframe.train.fullpath_bank.FullPathBankSource`). The features a user gets are the backbone's pooled features, before the projector.
 
 A run is extended by resuming it with a larger ``steps`` (the cosine schedule then continues
-towards the new end), optionally with crowded boxes (``neighbours_mean``); every other training
-setting must match the checkpoint's.
+towards the new end), optionally with crowded boxes (``neighbours_mean``) or a full-path share;
+every other training setting must match the checkpoint's.
 
 Durable: every ``checkpoint_every`` steps the whole state (encoder, projector, classifier,
 optimiser, step) is written atomically to ``checkpoint.pt`` and the encoder alone to
@@ -44,8 +45,8 @@ from cryoframe.train.fullpath_bank import FullPathBankSource, build_fullpath_ban
 from cryoframe.train.labelled_source import SNRSchedule, TiltMatchedSource
 from cryoframe.train.schedules import warmup_cosine
 
-__all__ = ["fullpath_store_path", "SupervisedConfig", "SupervisedModel", "encoder_features", "dev_probe_data",
-           "dev_probe", "run_supervised"]
+__all__ = ["fullpath_store_path", "SupervisedConfig", "SupervisedModel", "encoder_features",
+           "dev_probe_data", "dev_probe", "run_supervised"]
 
 
 class SupervisedConfig(BaseModel):
