@@ -11,6 +11,9 @@ unreadable file or a file of the wrong kind. Shipped files are found through
 - NRCL pair encoder (``cryoframe pretrain``; untagged ``{"config", "state_dict", "meta"}``):
   :func:`load_pair_encoder` (shipped :data:`SHIPPED_WEIGHTS`, used by the learned aligner) and
   :func:`load_pair_encoder_file`;
+- correlation head of the posterior aligner (:data:`CORRELATION_HEAD_FORMAT`,
+  ``benchmarks/runs/correlation_head/train.py``): :func:`load_correlation_head` (shipped
+  :data:`SHIPPED_CORRELATION_HEAD`);
 - particle encoder / ranker (:data:`PARTICLE_ENCODER_FORMAT`, :data:`PARTICLE_RANKER_FORMAT`,
   ``cryoframe particles pretrain``): :func:`load_particle_encoder`, :func:`load_particle_ranker`,
   :func:`read_particle_checkpoint`.
@@ -28,6 +31,7 @@ import torch
 from cryoframe._atomic import atomic_path
 from cryoframe._errors import InputError
 from cryoframe.models._registry import create_model
+from cryoframe.models.correlation_head import CORRELATION_HEAD_FORMAT, SpectralCorrelationHead
 from cryoframe.models.pair import APTPairEncoder
 from cryoframe.models.vit2d import VIT2D_CONFIGS, ParticleRanker, ViT2d
 
@@ -37,7 +41,8 @@ __all__ = ["SHIPPED_WEIGHTS", "SHIPPED_ENCODER", "SHIPPED_PARTICLE", "ENCODER_FO
            "load_encoder", "load_encoder_file", "save_encoder_file",
            "load_pair_encoder", "load_pair_encoder_file",
            "read_particle_checkpoint", "particle_encoder_state", "save_particle_checkpoint",
-           "load_particle_encoder", "load_particle_ranker"]
+           "load_particle_encoder", "load_particle_ranker", "SHIPPED_CORRELATION_HEAD",
+           "load_correlation_head"]
 
 #: Format tag of single-volume encoder files (any registry backbone).
 ENCODER_FORMAT = "cryoframe.encoder/1"
@@ -49,6 +54,8 @@ PARTICLE_RANKER_FORMAT = "cryoframe-particle-ranker-v1"
 SHIPPED_WEIGHTS = "apt_vit_cpu.pt"
 #: File name of the shipped single-subtomogram encoder (embed, classify, cluster).
 SHIPPED_ENCODER = "subtomo_encoder.pt"
+#: File name of the shipped correlation head of the posterior aligner.
+SHIPPED_CORRELATION_HEAD = "correlation_head.pt"
 #: File names of the shipped particle encoder and ranker.
 SHIPPED_PARTICLE = {"encoder": "particle_vit_cpu.pt", "ranker": "particle_ranker_cpu.pt"}
 
@@ -229,3 +236,17 @@ def load_particle_ranker(path: str | Path | None = None) -> ParticleRanker:
     model = ParticleRanker(_particle_vit(ckpt))
     model.load_state_dict(ckpt["state_dict"], strict=True)
     return model.eval()
+
+
+def load_correlation_head(path: str | Path | None = None):
+    """The posterior aligner's correlation head from ``path`` (default: the shipped one)."""
+    p = shipped_path(SHIPPED_CORRELATION_HEAD) if path is None else Path(path)
+    blob = read_weights(p, (CORRELATION_HEAD_FORMAT,),
+                        expected="a correlation head written by cryoframe (correlation_head.pt)")
+    try:
+        head = SpectralCorrelationHead(**blob["config"])
+        head.load_state_dict(blob["state_dict"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise InputError(f"correlation-head weights do not match their model ({exc})", file=p,
+                         field="state_dict", expected="a file written by cryoframe") from None
+    return head.eval()
