@@ -34,6 +34,15 @@ group its size, the share of preferred views in it, its refined cFAR and the cFA
 particles reconstructed with their simulated poses (the isotropy the group holds at all), and
 the true-pose cFAR of all particles. ``cfar_wizard_main`` / ``cfar_all_main`` are the cFARs of
 the main set's maps.
+
+Measured (full run, commit de99331, 324 s on one core): the must-show "cFAR > 0.15 where all
+particles give < 0.15" is **not met**. All particles of the orientation set 0.71 (true poses
+0.52), wizard 0.71 (no stage-2 map below 0.15, so the module was not triggered). The module on
+its own: 7 groups of 81–190 particles, preferred share 0.64–0.99 (0.90 overall), true-pose cFAR
+0.00 in every group but the one richest in other views (0.19, 81 particles), refined cFAR
+0.00–0.63 and unrelated to the true-pose value: the features hardly sort views, and at SNR 0.1
+and ~35 Å the pose scatter of ab initio + refinement, not the views, sets a processed map's
+cFAR. Main set: wizard 0.66, all 0.64, random 0.55, oracle 0.70.
 """
 
 from __future__ import annotations
