@@ -48,7 +48,8 @@ from cryoframe.recon.refine import (
     refine_particles,
 )
 
-__all__ = ["Candidate", "WizardConfig", "WizardResult", "run_wizard", "take_particles"]
+__all__ = ["Candidate", "WizardConfig", "WizardResult", "preferred_orientation_groups",
+           "run_wizard", "take_particles"]
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,31 @@ def _choose(cands: list[Candidate], thr: float) -> tuple[Candidate, str]:
                   f"(cFAR {best.cfar:.2f}) was kept")
 
 
+def preferred_orientation_groups(ps: ParticleSet, scores: np.ndarray, features: np.ndarray,
+                                 config: WizardConfig | None = None,
+                                 log: Callable[[str], None] | None = None) -> list[Candidate]:
+    """The preferred-orientation module: a refined map per k-means++ group of top particles.
+
+    The particles scoring above τ (at least ``2 × min_particles``) are clustered into
+    ``n_clusters`` groups on their features; every group of at least ``min_particles`` gets an
+    ab initio model and a refinement. Returns the groups' candidates (label order).
+    """
+    cfg = config or WizardConfig()
+    say = log or (lambda s: None)
+    order = np.argsort(-scores, kind="stable")
+    top = order[: max(cfg.min_particles * 2, int((scores > cfg.tau).sum()))]
+    labels, _ = kmeans_pp(features[top], min(cfg.n_clusters, len(top)), seed=cfg.seed)
+    po = []
+    for g in range(int(labels.max()) + 1):
+        rows = np.sort(top[labels == g])
+        if len(rows) < cfg.min_particles:
+            continue
+        say(f"preferred-orientation module: group {g} ({len(rows)} particles)")
+        po.append(Candidate("PO module", f"group {g} ({len(rows)})", rows,
+                            _model_and_refine(ps, rows, cfg, None, say)))
+    return po
+
+
 def run_wizard(ps: ParticleSet, scores: np.ndarray, features: np.ndarray,
                config: WizardConfig | None = None,
                log: Callable[[str], None] | None = None) -> WizardResult:
@@ -164,16 +190,7 @@ def run_wizard(ps: ParticleSet, scores: np.ndarray, features: np.ndarray,
                        f"({', '.join(f'{c.cfar:.2f}' for c in stage2)}): preferred-orientation "
                        f"module, k-means++ into {cfg.n_clusters} groups on the features of the "
                        f"particles scoring above τ = {cfg.tau}")
-        top = order[: max(cfg.min_particles * 2, int((scores > cfg.tau).sum()))]
-        labels, _ = kmeans_pp(features[top], min(cfg.n_clusters, len(top)), seed=cfg.seed)
-        po = []
-        for g in range(int(labels.max()) + 1):
-            rows = np.sort(top[labels == g])
-            if len(rows) < cfg.min_particles:
-                continue
-            say(f"preferred-orientation module: group {g} ({len(rows)} particles)")
-            po.append(Candidate("PO module", f"group {g} ({len(rows)})", rows,
-                                _model_and_refine(ps, rows, cfg, None, say)))
+        po = preferred_orientation_groups(ps, scores, features, cfg, say)
         cands += po
         initial, why = _choose(po or stage2, cfg.cfar_threshold)
         reasons.append("template: " + why)
