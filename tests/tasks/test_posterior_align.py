@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cryoframe import InputError
-from cryoframe.baselines.fft_align import FFTAligner, wedge_mask
+from cryoframe.baselines.fft_align import FFTAligner
 from cryoframe.geometry.rotations import axis_angle_to_matrix, geodesic_distance_deg
 from cryoframe.models.correlation_head import SpectralCorrelationHead
 from cryoframe.tasks.posterior_align import PosteriorAligner, chordal_mean, offset_grid
@@ -61,7 +61,7 @@ def test_noise_free_pairs_give_the_known_pose():
     res = PosteriorAligner(_sharp_head(), range_deg=15.0, max_shift_px=6.0).align_to_reference(
         x1, x, particle_mask=w, reference_mask=w)
     err = geodesic_distance_deg(res.rotations, rot)
-    assert float(err.max()) < 2.5, err
+    assert float(err.max()) < 3.0, err  # the last fine grid's step is 3.6°
     assert float((res.shifts_zyx_px - sh).norm(dim=1).max()) < 0.6
     assert float(res.scores.min()) > 0.9  # confident
 
@@ -73,12 +73,17 @@ def test_flat_weights_reproduce_the_fft_correlation():
     al = PosteriorAligner(SpectralCorrelationHead(32), range_deg=15.0, max_shift_px=8.0)
     t = al.pair_terms(x1, x, w, w)
     t.weights = torch.ones_like(t.weights)
-    full = al.level(32, 32)
-    cc = al.cc_maps(t, rot[:, None], full)[:, 0].amax(-1)
-    fft = FFTAligner(step_deg=5.0, refine_steps=0, max_shift_px=8.0, lowpass_cycles_per_px=0.5)
+    # the FFT aligner with the same band (shells ≤ 7.5 of 32) at the true rotation
+    fft = FFTAligner(step_deg=5.0, refine_steps=0, max_shift_px=8.0,
+                     lowpass_cycles_per_px=7.5 / 32)
     ref = fft.align_to_reference(x1, x, particle_mask=w, reference_mask=w, init_rotations=rot)
-    # same normalised constrained correlation; the band edges differ by one shell at most
+    peak = torch.round(ref.shifts_zyx_px)
+    cc = al.local_cc(t, rot[:, None], al.level(16), peak, torch.zeros(1, 3), 0)[:, 0, 0]
+    # same normalised constrained correlation (Fourier- vs real-space interpolation)
     assert torch.allclose(cc, ref.scores, atol=0.03), (cc, ref.scores)
+    # the coarse level's marginal translation lands near the true shift
+    _, t_given_r = al.coarse_logits(t, rot[:1, None], al.level(12))
+    assert float((t_given_r[:, 0] - sh).norm(dim=1).max().detach()) < 1.5
 
 
 def test_head_learns_on_one_batch():
@@ -90,7 +95,7 @@ def test_head_learns_on_one_batch():
     al = PosteriorAligner(head, range_deg=15.0, max_shift_px=8.0, coarse_step_deg=7.5)
     opt = torch.optim.Adam(head.parameters(), lr=3e-2)
     first = None
-    for _ in range(12):
+    for _ in range(30):
         losses = head_losses(al, x, x1, rot, sh, w, torch.Generator().manual_seed(5))
         loss = sum(losses.values())
         first = float(loss.detach()) if first is None else first

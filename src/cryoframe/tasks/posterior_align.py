@@ -12,18 +12,24 @@ pair's own power spectra. The head's concentrations ``κ`` turn scores into a po
 
     p(R | p, r) ∝ prior(R) · mean_t exp(κ · cc_R(t)),     p(t | R) ∝ exp(κ_t · cc_R(t))
 
+Reference rotations are never interpolated in real space: the reference's spectrum, cropped
+to the level's box and zero-padded twice (gridding-corrected), is sampled at ``Rᵀ k`` for the
+band's coefficients only.
+
 Search (rotation output: a distribution over a grid on SO(3), summarised by its chordal mean):
 
-1. coarse: the whole range (``local``: a ``coarse_step_deg`` grid within ``local_range_deg`` of
-   the identity; ``global``: all of SO(3)) on volumes Fourier-cropped to ``coarse_size``;
+1. coarse: the whole range (``local``: a ``coarse_step_deg`` grid within ``range_deg`` of the
+   identity; ``global``: all of SO(3)) at ``coarse_size``; translations over the whole range by
+   one inverse FFT per candidate, which also gives each candidate's posterior-mean translation;
 2. fine: two 3 × 3 × 3 grids of small rotations (steps ``0.6 × coarse step`` then half of it) at
-   ``fine_size``, each centred on the previous posterior mean. In the global range the fine
-   stage runs around the ``k`` most probable coarse cells, ``k`` being the number of cells that
-   hold ``candidate_mass`` of the coarse posterior (at most ``max_candidates``): a confident
+   ``fine_size``, each centred on the previous posterior mean, the translation marginalised over
+   the 27 voxels around the coarse estimate (sums over the band, no FFT). In the global range the
+   fine stage runs around the ``k`` most probable coarse cells, ``k`` being the number of cells
+   that hold ``candidate_mass`` of the coarse posterior (at most ``max_candidates``): a confident
    coarse posterior buys one candidate, an uncertain one several;
-3. translation at full size: the posterior mean of ``t`` given the final rotation (each voxel
-   moved to its parabolic sub-voxel peak), so a flat posterior falls back to the prior's centre
-   instead of a noise peak.
+3. translation: the posterior mean over a 5³ lattice of half-voxel steps around the estimate at
+   the final rotation; with the coarse posterior-mean estimate it starts from, a flat posterior
+   falls back towards the prior's centre instead of a noise peak.
 
 The result's ``scores`` hold the confidence: the resultant length of the coarse rotation
 posterior (1: all mass on one grid point; about 0 for a posterior spread over SO(3)).
@@ -40,10 +46,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from cryoframe._errors import InputError
-from cryoframe.fourier.wedge import rotate_fourier_mask
 from cryoframe.geometry.grids import radial_frequency
 from cryoframe.geometry.rotations import (
     axis_angle_to_matrix,
@@ -51,28 +57,28 @@ from cryoframe.geometry.rotations import (
     so3_grid,
     svd_orthogonalize,
 )
-from cryoframe.geometry.transforms import rotate_volumes
 from cryoframe.models.correlation_head import SpectralCorrelationHead
 from cryoframe.tasks.fft_align import AlignResult, _crop_rfft, _rfft_weights
 
 __all__ = ["PosteriorAligner", "PairTerms", "shell_log_power", "local_grid", "offset_grid",
-           "chordal_mean"]
+           "shift_lattice", "chordal_mean", "FINE_SHIFTS", "FINAL_SHIFTS"]
 
 _DIMS = (-3, -2, -1)
 
 
 @dataclass
 class _Level:
-    size: int
-    corr_size: int   # the correlation is sampled on a corr_size³ grid (zero-padded spectrum)
+    size: int        # m: the volumes are Fourier-cropped to m³
+    corr_size: int   # the correlation over translations is sampled on a corr_size³ grid
     band: Tensor     # (m, m, m//2+1) float, DC and corners excluded
-    shell: Tensor    # (m, m, m//2+1) long, integer shell of the full box
-    mult: Tensor     # (m, m, m//2+1) multiplicity of each rfft coefficient
-    allowed: Tensor  # (A,) flat indices of translations within the shift range
+    allowed: Tensor  # (A,) flat indices of the corr grid's translations within range
     shifts: Tensor   # (A, 3) those translations in full-size voxels (zyx)
-    band_flat: Tensor  # (Kb,) flat rfft indices of the band's coefficients
-    band_k: Tensor     # (Kb, 3) their integer frequencies (zyx)
-    band_sign: Tensor  # (Kb,) (−1)^(kz+ky+kx): phase of a rotation about the box centre
+    band_flat: Tensor   # (Kb,) flat rfft indices of the band's coefficients
+    band_k: Tensor      # (Kb, 3) their integer frequencies (zyx)
+    band_k_xyz: Tensor  # (Kb, 3) the same in grid_sample's (x, y, z) order
+    band_sign: Tensor   # (Kb,) (−1)^(kz+ky+kx): phase of a rotation about the box centre
+    band_shell: Tensor  # (Kb,) integer shell (index into the head's weights)
+    band_mult: Tensor   # (Kb,) multiplicity of the coefficient in the full spectrum
 
 
 def _signed(m: int) -> Tensor:
@@ -98,8 +104,8 @@ def _level(n: int, m: int, max_shift_px: float) -> _Level:
     kvec = torch.stack([kz, ky, kx], -1).reshape(-1, 3)
     flat = torch.nonzero(band.flatten() > 0).flatten()
     sign = 1.0 - 2.0 * (kvec[flat].sum(-1).long() % 2).float()
-    return _Level(m, c, band, shell, _rfft_weights(n, m), allowed, vec[allowed], flat,
-                  kvec[flat], sign)
+    return _Level(m, c, band, allowed, vec[allowed], flat, kvec[flat], kvec[flat].flip(-1), sign,
+                  shell.flatten()[flat], _rfft_weights(n, m).flatten()[flat])
 
 
 def _pad_rfft(spec: Tensor, c: int) -> Tensor:
@@ -124,7 +130,9 @@ def shell_log_power(spec: Tensor, mask: Tensor, n: int) -> Tensor:
 
 
 def local_grid(step_deg: float, range_deg: float) -> Tensor:
-    """Rotations of an SO(3) grid within ``range_deg`` (+ half a step) of the identity, identity first."""
+    """Rotations of an SO(3) grid within ``range_deg`` (+ half a step) of the identity,
+    identity first.
+    """
     g = so3_grid(step_deg)
     keep = geodesic_distance_deg(g, torch.eye(3).expand_as(g)) <= range_deg + step_deg / 2
     return torch.cat([torch.eye(3)[None], g[keep]])
@@ -138,6 +146,18 @@ def offset_grid(step_deg: float) -> Tensor:
     axis = vec / ang.clamp_min(1e-12)[:, None]
     axis[ang == 0] = torch.tensor([1.0, 0.0, 0.0])
     return axis_angle_to_matrix(axis, ang)
+
+
+def shift_lattice(points: int, spacing_px: float) -> Tensor:
+    """`(points³, 3)` translations on a cubic lattice centred on 0."""
+    v = (torch.arange(points, dtype=torch.float32) - (points - 1) / 2) * spacing_px
+    return torch.stack(torch.meshgrid(v, v, v, indexing="ij"), -1).reshape(-1, 3)
+
+
+#: Translations the fine level marginalises over, around the current estimate (voxels).
+FINE_SHIFTS = shift_lattice(3, 1.0)
+#: Translations of the final translation posterior, around the current estimate (voxels).
+FINAL_SHIFTS = shift_lattice(5, 0.5)
 
 
 def chordal_mean(prob: Tensor, rots: Tensor) -> tuple[Tensor, Tensor]:
@@ -158,22 +178,25 @@ class PairTerms:
     p_mask: Tensor        # (1|B, n, n, h) particle Fourier mask
     r_mask_full: Tensor | None  # (n, n, n) reference mask in its own frame, full spectrum
     weights: Tensor       # (B, 2, S) shell weights: rotation search, translation
-    log_kappa: Tensor     # (B, 3)
-    small: dict | None = None  # Fourier-cropped references per level size (filled lazily)
+    log_kappa: Tensor     # (B, 3) coarse, fine, translation
+    cache: dict | None = None  # padded reference spectra per level size (filled lazily)
+
+    @property
+    def n(self) -> int:
+        """Box size."""
+        return self.p_ft.shape[-2]
 
     def padded_spectrum_at(self, m: int) -> Tensor:
         """`(Br, 2, 2m, 2m, 2m)` real and imaginary parts of the centred spectrum of the
         ``m``-cropped reference, zero-padded twice (sampled every half frequency step, so that
         trilinear interpolation in Fourier space stays accurate), zero frequency at index m.
         """
-        key = ("padded", m)
-        if self.small is None:
-            self.small = {}
-        if key not in self.small:
-            r = self.reference_at(m)
+        if self.cache is None:
+            self.cache = {}
+        if m not in self.cache:
+            r = torch.fft.irfftn(_crop_rfft(torch.fft.rfftn(self.r, dim=_DIMS), m),
+                                 s=(m, m, m), dim=_DIMS)
             big = 2 * m
-            pos = torch.where(torch.arange(m) < (m + 1) // 2, torch.arange(m),
-                              torch.arange(m) + big - m)
             rolled = torch.roll(r, shifts=(-(m // 2),) * 3, dims=_DIMS)
             # Gridding correction: trilinear interpolation of the spectrum multiplies the
             # object by sinc²(x / 2m) per axis (not isotropic); divide it out beforehand.
@@ -181,20 +204,35 @@ class PairTerms:
                             torch.arange(m) - m).to(r.dtype)
             apod = torch.sinc(x / big) ** 2
             rolled = rolled / (apod[:, None, None] * apod[None, :, None] * apod[None, None, :])
+            # (−1)^(x+y+z) in real space centres the spectrum (an fftshift without the copy)
+            sg = 1.0 - 2.0 * (x.long() % 2).to(r.dtype)
+            rolled = rolled * (sg[:, None, None] * sg[None, :, None] * sg[None, None, :])
+            pos = torch.where(x >= 0, x, x + big).long()
             pad = r.new_zeros(r.shape[0], big, big, big)
             pad[:, pos[:, None, None], pos[None, :, None], pos[None, None, :]] = rolled
-            spec = torch.fft.fftshift(torch.fft.fftn(pad, dim=_DIMS), dim=_DIMS)
-            self.small[key] = torch.stack([spec.real, spec.imag], 1)
-        return self.small[key]
+            spec = torch.fft.fftn(pad, dim=_DIMS)
+            self.cache[m] = torch.stack([spec.real, spec.imag], 1)
+        return self.cache[m]
 
-    def reference_at(self, m: int) -> Tensor:
-        """`(Br, m, m, m)` reference(s) Fourier-cropped to ``m`` voxels (cached)."""
-        if self.small is None:
-            self.small = {}
-        if m not in self.small:
-            self.small[m] = torch.fft.irfftn(_crop_rfft(torch.fft.rfftn(self.r, dim=_DIMS), m),
-                                             s=(m, m, m), dim=_DIMS)
-        return self.small[m]
+    def centred_mask(self) -> Tensor | None:
+        """`(1, 1, n, n, n)` reference mask with zero frequency at n // 2 (cached)."""
+        if self.r_mask_full is None:
+            return None
+        if self.cache is None:
+            self.cache = {}
+        if "mask" not in self.cache:
+            self.cache["mask"] = torch.fft.fftshift(self.r_mask_full, dim=_DIMS)[None, None]
+        return self.cache["mask"]
+
+    def take(self, rows: Tensor) -> PairTerms:
+        """The terms of pairs ``rows`` (repeats allowed: one row per candidate)."""
+        def sel(x: Tensor) -> Tensor:
+            return x if x.shape[0] == 1 else x[rows]
+
+        cache = None if self.cache is None else {
+            k: (v if k == "mask" else sel(v)) for k, v in self.cache.items()}
+        return PairTerms(self.p_ft[rows], sel(self.r), sel(self.p_mask), self.r_mask_full,
+                         self.weights[rows], self.log_kappa[rows], cache)
 
 
 class PosteriorAligner:
@@ -210,25 +248,25 @@ class PosteriorAligner:
     max_shift_px : float, optional
         Largest translation (voxels, Euclidean); default ``n / 4``.
     coarse_step_deg : float, optional
-        Coarse grid step; default 7.5° (local) or 20° (global).
+        Coarse grid step; default 12° (local: 22 rotations within 15°) or 20° (global: 1,872).
     coarse_size, fine_size : int, optional
         Fourier-cropped box sizes of the coarse and fine levels (default ``3n / 8`` and
         ``n / 2``; at least 8).
     candidate_mass, max_candidates
         Global range: coarse cells kept for the fine stage (see module docstring).
     chunk : int
-        Number of rotated volumes held at once.
+        Number of (pair, rotation) correlations held at once.
     """
 
     def __init__(self, head: SpectralCorrelationHead, range_deg: float = 15.0,
                  max_shift_px: float | None = None, coarse_step_deg: float | None = None,
                  coarse_size: int | None = None, fine_size: int | None = None,
-                 candidate_mass: float = 0.9, max_candidates: int = 4, chunk: int = 8192) -> None:
+                 candidate_mass: float = 0.9, max_candidates: int = 4, chunk: int = 4096) -> None:
         self.head = head.eval()
         self.local = range_deg <= 90.0
         self.range_deg = float(range_deg)
         self.max_shift_px = max_shift_px
-        self.coarse_step_deg = coarse_step_deg or (7.5 if self.local else 20.0)
+        self.coarse_step_deg = coarse_step_deg or (12.0 if self.local else 20.0)
         n = head.box_px
         self.coarse_size = coarse_size or max(8, 3 * n // 8)
         self.fine_size = fine_size or max(8, n // 2)
@@ -237,14 +275,14 @@ class PosteriorAligner:
         self.chunk = int(chunk)
         self.grid = (local_grid(self.coarse_step_deg, self.range_deg) if self.local
                      else so3_grid(self.coarse_step_deg))
-        self.grid_angle_deg = geodesic_distance_deg(self.grid, torch.eye(3).expand_as(self.grid))
         self.fine_steps_deg = (0.6 * self.coarse_step_deg, 0.3 * self.coarse_step_deg)
         self._levels: dict[int, _Level] = {}
 
     # ------------------------------------------------------------------ building blocks
-    def level(self, n: int, m: int) -> _Level:
-        """Fourier and translation bookkeeping of the `m³` crop of an `n³` box (cached)."""
+    def level(self, m: int) -> _Level:
+        """Fourier and translation bookkeeping of the `m³` crop (cached)."""
         if m not in self._levels:
+            n = self.head.box_px
             self._levels[m] = _level(n, m, self.max_shift_px if self.max_shift_px is not None
                                      else n / 4)
         return self._levels[m]
@@ -267,187 +305,128 @@ class PosteriorAligner:
         w, log_kappa = self.head(lp, lr.expand(lp.shape[0], -1))
         return PairTerms(p_ft, reference, pm, rm, w, log_kappa)
 
-    def cc_maps(self, t: PairTerms, rots: Tensor, lvl: _Level, rows: Tensor | None = None,
-                all_shifts: bool = False, weight_set: int = 0) -> Tensor:
-        """Correlation `(B, G, A)` over the allowed translations for `(1|B, G, 3, 3)` rotations
-        (`(B, G, m³)`, every translation, with ``all_shifts``); weight set 0 (rotation) or 1
-        (translation) of the head's shell weights.
-        """
-        m = lvl.size
-        rows = torch.arange(t.p_ft.shape[0]) if rows is None else rows
-        p = _crop_rfft(t.p_ft[rows], m)[:, None]                              # (b, 1, K)
-        pm = _crop_rfft(t.p_mask if t.p_mask.shape[0] == 1 else t.p_mask[rows], m)[:, None]
-        w = t.weights[rows, weight_set][:, lvl.shell]                        # (b, K)
-        base = pm * (w * lvl.band)[:, None]                                  # (b, 1, K)
-        rf, rmr = self._rotated_reference(t, rots, lvl, rows)
-        mask = base if rmr is None else base * rmr
-        c = lvl.corr_size
-        num = torch.fft.irfftn(_pad_rfft(torch.conj(rf) * p * mask, c), s=(c, c, c),
-                               dim=_DIMS).flatten(-3)
-        wm = mask * lvl.mult
-        pp = (wm * (p.real**2 + p.imag**2)).sum(_DIMS)
-        rr_ = (wm * (rf.real**2 + rf.imag**2)).sum(_DIMS)
-        norm = torch.sqrt((pp * rr_).clamp_min(1e-30)) / c**3
-        if all_shifts:
-            return num / norm[..., None]
-        return num.index_select(-1, lvl.allowed) / norm[..., None]
+    def _band_values(self, t: PairTerms, rots: Tensor, lvl: _Level,
+                     mask_rots: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Reference spectrum and Fourier mask rotated by `(1|B, G, 3, 3)` at the band's
+        coefficients, `(B|1, G, Kb)` each (mask ``None`` if the reference has none).
 
-    def _rotated_reference(self, t: PairTerms, rots: Tensor, lvl: _Level, rows: Tensor
-                           ) -> tuple[Tensor, Tensor | None]:
-        """Spectra `(b|1, G, m, m, m//2+1)` of the reference rotated by `(1|b, G, 3, 3)` and its
-        rotated Fourier mask (or ``None``).
-
-        Cropped levels sample the twice-padded centred spectrum at ``Rᵀ k`` for the band's
-        coefficients only (``R̂_R(k) = C(Rᵀ k) (−1)^{Σk}``); the full-size level rotates in real
-        space (one rotation per particle: the final translation).
+        The twice-padded centred spectrum is sampled at ``Rᵀ k``: ``R̂_R(k) = C(Rᵀ k) (−1)^{Σk}``
+        (rotation about the box centre); the mask is sampled the same way, at ``mask_rots``
+        `(B, 1, 3, 3)` instead when given (one per pair for a fine grid, whose offsets of a few
+        degrees barely move a wedge's edges).
         """
-        m = lvl.size
-        n = t.p_ft.shape[-2]
-        b, g = len(rows), rots.shape[1]
-        h = m // 2 + 1
-        if m == n:
-            r = t.r if t.r.shape[0] == 1 else t.r[rows]
-            if r.shape[0] == 1 and rots.shape[0] == 1:
-                vols = rotate_volumes(r[0], rots[0])[None]
-            else:
-                src = r[:, None].expand(b, g, -1, -1, -1).reshape(-1, m, m, m)
-                vols = rotate_volumes(src, rots.expand(b, -1, 3, 3).reshape(-1, 3, 3))
-                vols = vols.reshape(b, g, m, m, m)
-            rmr = None
-            if t.r_mask_full is not None:
-                rmr = rotate_fourier_mask(t.r_mask_full, rots.reshape(-1, 3, 3)).reshape(
-                    rots.shape[0], g, m, m, h)
-            return torch.fft.rfftn(vols, dim=_DIMS), rmr
-        cplx, mv = self._band_values(t, rots, lvl, rows)
-        rf = cplx.new_zeros(cplx.shape[0], g, m * m * h)
-        rf[..., lvl.band_flat] = cplx
-        rmr = None
-        if mv is not None:
-            rmr = rf.real.new_zeros(cplx.shape[0], g, m * m * h)
-            rmr[..., lvl.band_flat] = mv
-            rmr = rmr.reshape(cplx.shape[0], g, m, m, h)
-        return rf.reshape(cplx.shape[0], g, m, m, h), rmr
-
-    def _band_values(self, t: PairTerms, rots: Tensor, lvl: _Level, rows: Tensor
-                     ) -> tuple[Tensor, Tensor | None]:
-        """Rotated reference spectrum `(b|1, G, Kb)` and mask `(b|1, G, Kb)` (or ``None``) at the
-        band's coefficients of a cropped level, sampled at ``Rᵀ k`` (see :meth:`_rotated_reference`).
-        """
-        m = lvl.size
-        n = t.p_ft.shape[-2]
-        b, g = len(rows), rots.shape[1]
+        m, n = lvl.size, t.n
         spec = t.padded_spectrum_at(m)
         per_pair_ref = spec.shape[0] > 1
+        b = t.p_ft.shape[0]
         if per_pair_ref:
-            spec = spec[rows]
             rots = rots.expand(b, -1, 3, 3)
-        big = 2 * m
-        src = torch.einsum("bgji,kj->bgki", rots, lvl.band_k)                # Rᵀ k, (Rb, G, Kb, 3)
-        u = (2.0 * src + m) * (2.0 / (big - 1)) - 1.0
-        grid = u.flip(-1)[..., None, :]                                      # xyz, (Rb, G, Kb, 1, 3)
+        rb, g = rots.shape[:2]
+        # Rᵀ k in grid_sample's xyz order: the zyx matrices with both axes reversed
+        src = torch.einsum("bgji,kj->bgki", rots.flip(-1, -2), lvl.band_k_xyz)  # (Rb, G, Kb, 3)
+        grid = ((2.0 * src + m) * (2.0 / (2 * m - 1)) - 1.0)[..., None, :]
         if not per_pair_ref:
-            grid = grid.reshape(1, -1, grid.shape[2], 1, 3)
-        val = torch.nn.functional.grid_sample(spec, grid, mode="bilinear", padding_mode="zeros",
-                                              align_corners=True)[..., 0]    # (N, 2, ·, Kb)
-        rb = rots.shape[0]
-        val = val.reshape(val.shape[0], 2, rb if not per_pair_ref else g, -1, lvl.band_k.shape[0])
-        val = val.reshape(2, rb, g, -1) if not per_pair_ref else val.reshape(b, 2, g, -1)
+            grid = grid.reshape(1, rb * g, -1, 1, 3)
+        val = F.grid_sample(spec, grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=True)[..., 0].reshape(-1, 2, g, lvl.band_k.shape[0])
         if not per_pair_ref:
-            cplx = torch.complex(val[0], val[1])                             # (Rb, G, Kb)
-        else:
-            cplx = torch.complex(val[:, 0], val[:, 1])
-        cplx = cplx * lvl.band_sign
+            val = val.reshape(2, rb, g, -1).transpose(0, 1)
+        cplx = torch.complex(val[:, 0], val[:, 1]) * lvl.band_sign
         mv = None
-        if t.r_mask_full is not None:
-            mk = torch.fft.fftshift(t.r_mask_full, dim=_DIMS)[None, None]      # centre at n // 2
+        mk = t.centred_mask()
+        if mk is not None:
+            if mask_rots is not None:
+                src = torch.einsum("bgji,kj->bgki", mask_rots.flip(-1, -2), lvl.band_k_xyz)
             um = (src + n // 2) * (2.0 / (n - 1)) - 1.0
-            mg = um.flip(-1).reshape(1, -1, src.shape[2], 1, 3)
-            mv = torch.nn.functional.grid_sample(mk, mg, mode="bilinear", padding_mode="zeros",
-                                                 align_corners=True)[0, 0, ..., 0]
-            mv = mv.reshape(cplx.shape[0], g, -1)
+            mv = F.grid_sample(mk, um.reshape(1, -1, src.shape[2], 1, 3),
+                               mode="bilinear", padding_mode="zeros",
+                               align_corners=True)[0, 0, ..., 0].reshape(src.shape[0],
+                                                                         src.shape[1], -1)
         return cplx, mv
 
-    def local_logits(self, t: PairTerms, rots: Tensor, lvl: _Level, shift0: Tensor,
-                     which: int = 1) -> Tensor:
-        """Log posterior `(B, G)` of `(B, G, 3, 3)` rotations, the translation marginalised over
-        ``shift0 + {−1, 0, 1}³`` voxels (`(B, 3)` centres): the correlation at these 27
-        translations is a sum over the band's coefficients, no inverse FFT.
+    def _particle_band(self, t: PairTerms, lvl: _Level, weight_set: int
+                       ) -> tuple[Tensor, Tensor]:
+        """Particle spectrum `(B, Kb)` at the band and its weight `(B, Kb)` (mask × w × mult)."""
+        p = _crop_rfft(t.p_ft, lvl.size).flatten(-3)[:, lvl.band_flat]
+        pm = _crop_rfft(t.p_mask, lvl.size).flatten(-3)[:, lvl.band_flat]
+        w = t.weights[:, weight_set][:, lvl.band_shell]
+        return p, pm * w * lvl.band_mult
+
+    def coarse_logits(self, t: PairTerms, rots: Tensor, lvl: _Level) -> tuple[Tensor, Tensor]:
+        """Log posterior `(B, G)` of `(1, G, 3, 3)` rotations (translations marginalised over the
+        whole range by one inverse FFT per candidate) and each candidate's posterior-mean
+        translation `(B, G, 3)`.
         """
-        b = rots.shape[0]
-        rows = torch.arange(b)
-        flat = lvl.band_flat
-        m = lvl.size
-        p = _crop_rfft(t.p_ft, m).flatten(-3)[:, flat]                         # (B, Kb)
-        pm = _crop_rfft(t.p_mask, m).flatten(-3)[:, flat]
-        w = t.weights[:, 0][:, lvl.shell.flatten()[flat]]
-        base = (pm * w * lvl.mult.flatten()[flat])[:, None]                    # (B, 1, Kb)
-        v = torch.tensor([-1.0, 0.0, 1.0])
-        off = torch.stack(torch.meshgrid(v, v, v, indexing="ij"), -1).reshape(-1, 3)
-        shifts = shift0[:, None] + off[None]                                   # (B, T, 3)
-        n = t.p_ft.shape[-2]
-        arg = torch.einsum("kc,btc->bkt", lvl.band_k, shifts) * (2 * math.pi / n)
+        m, c = lvl.size, lvl.corr_size
+        h = m // 2 + 1
+        b = t.p_ft.shape[0]
+        kappa = t.log_kappa[:, 0].exp()
+        p, base = self._particle_band(t, lvl, 0)
+        logits, means = [], []
+        per = max(1, self.chunk // max(1, rots.shape[1]))
+        for s0 in range(0, b, per):
+            sl = torch.arange(s0, min(s0 + per, b))
+            sub = t.take(sl)
+            rf, mv = self._band_values(sub, rots, lvl)                          # (b|1, G, Kb)
+            msk = base[sl, None] if mv is None else base[sl, None] * mv
+            prod = torch.conj(rf) * p[sl, None] * msk / lvl.band_mult          # one half only
+            full = prod.new_zeros(*prod.shape[:2], m * m * h)
+            full[..., lvl.band_flat] = prod
+            cc = torch.fft.irfftn(_pad_rfft(full.reshape(*prod.shape[:2], m, m, h), c),
+                                  s=(c, c, c), dim=_DIMS).flatten(-3)[..., lvl.allowed]
+            pp = (msk * (p[sl, None].real**2 + p[sl, None].imag**2)).sum(-1)
+            rr = (msk * (rf.real**2 + rf.imag**2)).sum(-1)
+            cc = cc * (c**3) / torch.sqrt((pp * rr).clamp_min(1e-30))[..., None]
+            z = kappa[sl, None, None] * cc
+            logits.append(torch.logsumexp(z, -1) - math.log(cc.shape[-1]))
+            means.append(torch.einsum("bga,ac->bgc", torch.softmax(z, -1), lvl.shifts))
+        return self._with_prior(torch.cat(logits), rots), torch.cat(means)
+
+    def local_cc(self, t: PairTerms, rots: Tensor, lvl: _Level, centre: Tensor,
+                 offsets: Tensor, weight_set: int, mask_rots: Tensor | None = None) -> Tensor:
+        """Correlation `(B, G, T)` of `(B, G, 3, 3)` rotations at translations ``centre`` `(B, 3)`
+        + ``offsets`` `(T, 3)`: sums over the band's coefficients, no inverse FFT. ``mask_rots``
+        `(B, 1, 3, 3)`: see :meth:`_band_values`.
+        """
+        b = t.p_ft.shape[0]
+        p, base = self._particle_band(t, lvl, weight_set)
+        shifts = centre[:, None] + offsets[None]                               # (B, T, 3)
+        arg = torch.einsum("kc,btc->bkt", lvl.band_k, shifts) * (2 * math.pi / t.n)
         phase = torch.polar(torch.ones_like(arg), arg)                         # (B, Kb, T)
         out = []
         per = max(1, self.chunk // max(1, rots.shape[1]))
         for s0 in range(0, b, per):
-            sl = rows[s0:s0 + per]
-            rf, mv = self._band_values(t, rots[sl], lvl, sl)                    # (b, G, Kb)
-            msk = base[sl] if mv is None else base[sl] * mv
+            sl = torch.arange(s0, min(s0 + per, b))
+            rf, mv = self._band_values(t.take(sl), rots[sl], lvl,
+                                       None if mask_rots is None else mask_rots[sl])
+            msk = base[sl, None] if mv is None else base[sl, None] * mv
             num = torch.einsum("bgk,bkt->bgt", torch.conj(rf) * p[sl, None] * msk,
                                phase[sl]).real
             pp = (msk * (p[sl, None].real**2 + p[sl, None].imag**2)).sum(-1)
             rr = (msk * (rf.real**2 + rf.imag**2)).sum(-1)
-            cc = num / torch.sqrt((pp * rr).clamp_min(1e-30))[..., None]
-            k = t.log_kappa[sl, which].exp()[:, None, None]
-            out.append(torch.logsumexp(k * cc, -1) - math.log(cc.shape[-1]))
-        logit = torch.cat(out, 0)
-        if self.local:
-            logit = logit + self.head.log_prior(
-                geodesic_distance_deg(rots, torch.eye(3).expand_as(rots)))
-        return logit
+            out.append(num / torch.sqrt((pp * rr).clamp_min(1e-30))[..., None])
+        return torch.cat(out)
 
-    def rotation_logits(self, t: PairTerms, rots: Tensor, lvl: _Level, which: int,
-                        rows: Tensor | None = None) -> Tensor:
-        """Log posterior (unnormalised) `(B, G)`: translation-marginal likelihood + prior."""
-        kappa = t.log_kappa[rows if rows is not None else slice(None), which].exp()
-        out = []
-        b_all = t.p_ft.shape[0] if rows is None else len(rows)
-        idx = torch.arange(b_all) if rows is None else rows
-        per = max(1, self.chunk // max(1, rots.shape[1]))
-        for s0 in range(0, b_all, per):
-            sl = idx[s0:s0 + per]
-            rr = rots if rots.shape[0] == 1 else rots[s0:s0 + per]
-            cc = self.cc_maps(t, rr, lvl, sl)
-            k = kappa[s0:s0 + per, None, None]
-            out.append(torch.logsumexp(k * cc, -1) - math.log(cc.shape[-1]))
-        logit = torch.cat(out, 0)
-        if self.local:
-            ang = geodesic_distance_deg(rots, torch.eye(3).expand_as(rots))
-            logit = logit + self.head.log_prior(ang)
-        return logit
-
-    def translation(self, t: PairTerms, rot: Tensor, rows: Tensor | None = None
-                    ) -> tuple[Tensor, Tensor]:
-        """Posterior-mean translation `(B', 3)` at rotations `(B', 3, 3)` of pairs ``rows``
-        (default: all, in order) and its peak mass `(B',)`.
+    def fine_logits(self, t: PairTerms, rots: Tensor, lvl: _Level, centre: Tensor,
+                    mask_rots: Tensor | None = None) -> Tensor:
+        """Log posterior `(B, G)` of `(B, G, 3, 3)` rotations, the translation marginalised over
+        ``centre + FINE_SHIFTS`` (``mask_rots``: see :meth:`_band_values`).
         """
-        n = t.p_ft.shape[-2]
-        lvl = self.level(n, n)
-        rows = torch.arange(rot.shape[0]) if rows is None else rows
-        kappa = t.log_kappa[rows, 2].exp()
-        shifts, peak = [], []
-        per = max(1, self.chunk // 8)
-        for s0 in range(0, rot.shape[0], per):
-            sel = torch.arange(s0, min(s0 + per, rot.shape[0]))
-            cc_full = self.cc_maps(t, rot[sel][:, None], lvl, rows[sel], all_shifts=True,
-                                   weight_set=1)[:, 0]
-            cc_full = cc_full.reshape(-1, n, n, n)
-            sub = _subvoxel_offsets(cc_full).reshape(len(sel), -1, 3)[:, lvl.allowed]
-            cc = cc_full.flatten(1)[:, lvl.allowed]
-            q = torch.softmax(kappa[sel, None] * cc, -1)
-            shifts.append(torch.einsum("ba,bac->bc", q, lvl.shifts[None] + sub))
-            peak.append(q.amax(-1))
-        return torch.cat(shifts), torch.cat(peak)
+        cc = self.local_cc(t, rots, lvl, centre, FINE_SHIFTS, 0, mask_rots)
+        z = t.log_kappa[:, 1].exp()[:, None, None] * cc
+        return self._with_prior(torch.logsumexp(z, -1) - math.log(cc.shape[-1]), rots)
+
+    def translation_logits(self, t: PairTerms, rot: Tensor, lvl: _Level, centre: Tensor
+                           ) -> Tensor:
+        """Log posterior `(B, T)` of translations ``centre + FINAL_SHIFTS`` at rotations `(B, 3, 3)`."""
+        cc = self.local_cc(t, rot[:, None], lvl, centre, FINAL_SHIFTS, 1)[:, 0]
+        return t.log_kappa[:, 2].exp()[:, None] * cc
+
+    def _with_prior(self, logit: Tensor, rots: Tensor) -> Tensor:
+        if not self.local:
+            return logit
+        return logit + self.head.log_prior(
+            geodesic_distance_deg(rots, torch.eye(3).expand_as(rots)))
 
     # ------------------------------------------------------------------ search
     @torch.no_grad()
@@ -477,64 +456,54 @@ class PosteriorAligner:
             raise InputError(f"particles {tuple(p.shape)} and reference {tuple(r.shape)}",
                              field="particles", expected=f"(B, {n}, {n}, {n}) cubes and one "
                              f"({n}, {n}, {n}) reference or one per particle")
-        terms = self.pair_terms(p, r, particle_mask, reference_mask)
-        rot, conf = self.search_rotation(terms)
-        shifts, _ = self.translation(terms, rot)
-        return AlignResult(rot, shifts, conf, time.perf_counter() - t0)
+        rots, shifts, conf = [], [], []
+        per = max(1, self.chunk // 16)
+        for s0 in range(0, p.shape[0], per):
+            pp = p[s0:s0 + per]
+            rr = r if r.shape[0] == 1 else r[s0:s0 + per]
+            terms = self.pair_terms(pp, rr, particle_mask, reference_mask)
+            rot, sh, cf = self.search(terms)
+            rots.append(rot)
+            shifts.append(sh)
+            conf.append(cf)
+        return AlignResult(torch.cat(rots), torch.cat(shifts), torch.cat(conf),
+                           time.perf_counter() - t0)
 
-    def search_rotation(self, t: PairTerms) -> tuple[Tensor, Tensor]:
-        """Coarse-to-fine rotation posterior; returns the chordal mean and its resultant length."""
-        n = t.p_ft.shape[-2]
+    def search(self, t: PairTerms) -> tuple[Tensor, Tensor, Tensor]:
+        """Coarse-to-fine posterior: rotation (chordal mean) `(B, 3, 3)`, translation
+        (posterior mean) `(B, 3)` and confidence (resultant length of the coarse rotation
+        posterior) `(B,)`.
+        """
         b = t.p_ft.shape[0]
-        coarse = self.level(n, self.coarse_size)
-        fine = self.level(n, self.fine_size)
-        logit = self.rotation_logits(t, self.grid[None], coarse, 0)            # (B, G)
+        ar = torch.arange(b)
+        coarse, fine = self.level(self.coarse_size), self.level(self.fine_size)
+        logit, t_given_r = self.coarse_logits(t, self.grid[None], coarse)     # (B, G), (B, G, 3)
         prob = torch.softmax(logit, -1)
-        conf = chordal_mean(prob, self.grid[None])[1]
+        centre, conf = chordal_mean(prob, self.grid[None])
         if self.local:
-            centres = chordal_mean(prob, self.grid[None])[0][:, None]          # (B, 1, 3, 3)
+            centres = centre[:, None]                                          # (B, 1, 3, 3)
+            shift0 = torch.einsum("bg,bgc->bc", prob, t_given_r)[:, None]      # (B, 1, 3)
         else:
             order = prob.argsort(-1, descending=True)[:, : self.max_candidates]
             mass = prob.gather(1, order).cumsum(-1)
             k = int(((mass < self.candidate_mass).sum(-1) + 1).clamp(
                 max=self.max_candidates).max())
             centres = self.grid[order[:, :k]]                                  # (B, k, 3, 3)
+            shift0 = t_given_r.gather(1, order[:, :k, None].expand(-1, -1, 3))  # (B, k, 3)
         k = centres.shape[1]
-        ar = torch.arange(b)
-        # translation of each candidate centre, the fine stage marginalises around it
-        t0, _ = self.translation(t, centres.reshape(-1, 3, 3), rows=ar.repeat_interleave(k))
+        rows = ar.repeat_interleave(k)
+        tk = t.take(rows) if k > 1 else t
         for step in self.fine_steps_deg:
-            off = offset_grid(step)                                            # (27, 3, 3)
-            cand = (centres[:, :, None] @ off[None, None]).reshape(b * k, 27, 3, 3)
-            fl = self.local_logits(_repeat_terms(t, k), cand, fine, t0).reshape(b, k, 27)
+            cand = (centres[:, :, None] @ offset_grid(step)[None, None]).reshape(b * k, 27, 3, 3)
+            fl = self.fine_logits(tk, cand, fine, shift0.reshape(-1, 3),
+                                  centres.reshape(-1, 1, 3, 3)).reshape(b, k, 27)
             best = torch.logsumexp(fl, -1).argmax(-1)                          # (B,)
-            fp = torch.softmax(fl[ar, best], -1)
-            mean, _ = chordal_mean(fp, cand.reshape(b, k, 27, 3, 3)[ar, best])
-            centres = mean[:, None]
-            t0 = t0.reshape(b, k, 3)[ar, best]
-            k = 1
-        return centres[:, 0], conf
-
-
-def _repeat_terms(t: PairTerms, k: int) -> PairTerms:
-    """The pair terms with every pair repeated ``k`` times (one row per fine-stage candidate)."""
-    if k == 1:
-        return t
-    def rep(x: Tensor) -> Tensor:
-        return x if x.shape[0] == 1 else x.repeat_interleave(k, 0)
-
-    small = None if t.small is None else {key: rep(v) for key, v in t.small.items()}
-    return PairTerms(rep(t.p_ft), rep(t.r), rep(t.p_mask), t.r_mask_full, rep(t.weights),
-                     rep(t.log_kappa), small)
-
-
-def _subvoxel_offsets(cc: Tensor) -> Tensor:
-    """`(B, n, n, n, 3)` parabolic peak offsets (±0.5 voxel) of each voxel of periodic maps."""
-    offs = []
-    for ax in (1, 2, 3):
-        lo = torch.roll(cc, 1, ax)
-        hi = torch.roll(cc, -1, ax)
-        den = lo - 2 * cc + hi
-        off = torch.where(den < -1e-12, 0.5 * (lo - hi) / den, torch.zeros_like(cc))
-        offs.append(off.clamp(-0.5, 0.5))
-    return torch.stack(offs, -1)
+            mean, _ = chordal_mean(torch.softmax(fl[ar, best], -1),
+                                   cand.reshape(b, k, 27, 3, 3)[ar, best])
+            centres, shift0 = mean[:, None], shift0[ar, best][:, None]
+            if k > 1:
+                k, tk = 1, t
+        rot = centres[:, 0]
+        q = torch.softmax(self.translation_logits(t, rot, fine, shift0[:, 0]), -1)
+        shift = shift0[:, 0] + q @ FINAL_SHIFTS
+        return rot, shift, conf

@@ -9,8 +9,9 @@ against a soft target around the truth, train the head end to end through the co
   ``exp(−d(g, R)² / 2σ²)``, ``σ`` half the grid step;
 * fine: the posterior over a 3 × 3 × 3 fine grid centred a random offset from the truth, the
   translation marginalised around the true shift plus Gaussian noise of 0.5 voxel;
-* translation: ``p(t | R)`` at the true rotation over integer shifts against a Gaussian of
-  0.7 voxel around the true shift.
+* translation: ``p(t | R)`` at the true rotation over a 5³ lattice of half-voxel steps around
+  the true shift plus Gaussian noise of 0.3 voxel, against a Gaussian of 0.35 voxel around the
+  true shift.
 
 Checkpoints (head, optimiser, step, history) are written atomically every ``checkpoint_every``
 steps and a run resumes from its checkpoint exactly (batches are functions of ``(seed, step)``).
@@ -28,7 +29,7 @@ from torch import Tensor
 from cryoframe.geometry.rotations import geodesic_distance_rad
 from cryoframe.models.correlation_head import CORRELATION_HEAD_FORMAT, SpectralCorrelationHead
 from cryoframe.models.pretrained import save_weights
-from cryoframe.tasks.posterior_align import PosteriorAligner, offset_grid
+from cryoframe.tasks.posterior_align import FINAL_SHIFTS, PosteriorAligner, offset_grid
 from cryoframe.train.align_pairs import make_wedge_pairs
 from cryoframe.train.augment3d import random_rigid_transforms
 
@@ -45,32 +46,30 @@ def _soft_ce(logits: Tensor, target: Tensor) -> Tensor:
 def head_losses(aligner: PosteriorAligner, x: Tensor, x1: Tensor, rot: Tensor, sh: Tensor,
                 wedge: Tensor, gen: torch.Generator) -> dict[str, Tensor]:
     """The three cross-entropies (module docstring) for one batch of pairs ``x1 ≈ T x``."""
-    n = x.shape[-1]
     b = x.shape[0]
     t = aligner.pair_terms(x1, x, wedge, wedge)
-    coarse = aligner.level(n, aligner.coarse_size)
-    fine = aligner.level(n, aligner.fine_size)
+    coarse, fine = aligner.level(aligner.coarse_size), aligner.level(aligner.fine_size)
     grid = aligner.grid
     sig_c = math.radians(aligner.coarse_step_deg) / 2
-    d = geodesic_distance_rad(grid[None].expand(b, -1, 3, 3), rot[:, None].expand(-1, len(grid),
-                                                                                  3, 3))
+    d = geodesic_distance_rad(grid[None].expand(b, -1, 3, 3),
+                              rot[:, None].expand(-1, len(grid), 3, 3))
     tgt = torch.softmax(-(d**2) / (2 * sig_c**2), -1)
-    loss_c = _soft_ce(aligner.rotation_logits(t, grid[None], coarse, 0), tgt)
-    # fine: a 3×3×3 grid centred within one fine step of the truth
+    loss_c = _soft_ce(aligner.coarse_logits(t, grid[None], coarse)[0], tgt)
+    # fine: a 3×3×3 grid centred within one fine step of the truth, translation from a noisy
+    # estimate
     step = aligner.fine_steps_deg[0]
     jitter, _ = random_rigid_transforms(b, step, 0.0, gen)
     centre = rot @ jitter
     cand = centre[:, None] @ offset_grid(step)[None]                            # (B, 27, 3, 3)
     d = geodesic_distance_rad(cand, rot[:, None].expand(-1, 27, 3, 3))
     tgt = torch.softmax(-(d**2) / (2 * math.radians(step / 2) ** 2), -1)
-    shift0 = sh + 0.5 * torch.randn(b, 3, generator=gen)  # as from a noisy estimate
-    loss_f = _soft_ce(aligner.local_logits(t, cand, fine, shift0), tgt)
-    # translation at the true rotation
-    full = aligner.level(n, n)
-    cc = aligner.cc_maps(t, rot[:, None], full, weight_set=1)[:, 0]             # (B, A)
-    dt = (full.shifts[None] - sh[:, None]).pow(2).sum(-1)
-    tgt = torch.softmax(-dt / (2 * 0.7**2), -1)
-    loss_t = _soft_ce(t.log_kappa[:, 2:3].exp() * cc, tgt)
+    shift0 = sh + 0.5 * torch.randn(b, 3, generator=gen)
+    loss_f = _soft_ce(aligner.fine_logits(t, cand, fine, shift0, centre[:, None]), tgt)
+    # translation at the true rotation, around a noisy estimate
+    centre = sh + 0.3 * torch.randn(b, 3, generator=gen)
+    dt = (centre[:, None] + FINAL_SHIFTS[None] - sh[:, None]).pow(2).sum(-1)
+    tgt = torch.softmax(-dt / (2 * 0.35**2), -1)
+    loss_t = _soft_ce(aligner.translation_logits(t, rot, fine, centre), tgt)
     return {"coarse": loss_c, "fine": loss_f, "translation": loss_t}
 
 
