@@ -31,10 +31,12 @@ t0 = time.perf_counter()
 
 
 def show(rec):
+    """Print every 10th step's record."""
     if rec["step"] % 10 == 0:
         print(json.dumps({**{k: round(v, 4) if isinstance(v, float) else v
                              for k, v in rec.items()},
                           "s": round(time.perf_counter() - t0, 1)}), flush=True)
 
 
-train_correlation_head(signal, noise, out, steps=steps, seed=seed, progress=show)
+train_correlation_head(signal, noise, out, steps=steps, seed=seed, progress=show,
+                       voxel_size_angstrom=float(st.group.attrs["voxel_size_angstrom"]))

@@ -5,8 +5,8 @@ SNR, poses unknown to the methods. Both runs use
 :func:`cryoframe.tasks.average.average_subtomograms` with the same half split, initial references (plain average of each half), wedge-aware Fourier averaging,
 FSC-weighted references and stopping rule; only the aligner differs:
 
-* learned — the pretrained pair encoder's transformation head (global range) followed by local
-  refinement by wedge-constrained Fourier correlation;
+* learned — the posterior aligner (:class:`cryoframe.tasks.posterior_align.PosteriorAligner`,
+  global range, shipped correlation head trained on the 134 training classes, never on SUB5);
 * reference (``ref_``) — :class:`FFTAligner`, 30° SO(3) grid + 4 refinement steps.
 
 Reported: FSC-0.143 resolution between the (rigidly registered) half maps inside a soft
@@ -19,6 +19,7 @@ correctness.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +30,15 @@ from cryoframe.bench.results import SuiteResult, progress
 from cryoframe.bench.sub5_data import (
     PAPER_NOTE,
     VOXEL_ANGSTROM,
-    bench_encoder,
     build_sub5,
     class_maps,
     load_sub5,
     snr_key,
 )
 from cryoframe.io.mrc import write_mrc
-from cryoframe.tasks.align import LearnedAligner
+from cryoframe.models.pretrained import SHIPPED_CORRELATION_HEAD, load_correlation_head
 from cryoframe.tasks.average import average_subtomograms
+from cryoframe.tasks.posterior_align import PosteriorAligner
 
 PAPER = {"paper_res_nm_snr0.1": 2.56, "paper_res_nm_snr0.05": 2.40, "paper_res_nm_snr0.03": 2.95,
          "paper_res_nm_snr0.01": 3.20, "label": "paper, on its own data (Table 3, ours; its "
@@ -69,36 +70,34 @@ def _plot(curves: dict, out_dir: Path) -> None:
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     """Run the suite; quick: 2 SNRs, ≤ 24 particles, ≤ 3 iterations; full: 4 SNRs, 1,000
-    particles, ≤ 5 iterations (3 at least) per method.
+    particles, ≤ 5 iterations (3 at least) per method. ``CRYOFRAME_SUB5_AVERAGE_SNRS`` (e.g.
+    ``0.1,0.05``) runs only those SNRs, so a full run can be split over processes and merged.
     """
     out_dir = Path(out_dir)
     # Full: the four SNRs of the paper's Table 3 (SNR 0.005 is left out of averaging to keep
     # the ten 1,000-particle runs within about two CPU hours).
     snrs = (0.1, 0.03) if quick else (0.1, 0.05, 0.03, 0.01)
+    part = os.environ.get("CRYOFRAME_SUB5_AVERAGE_SNRS")
+    if part:  # one part of a run split over processes (benchmarks/tools/merge_results.py)
+        snrs = tuple(float(v) for v in part.split(","))
     n_max = 24 if quick else 1000
     store = build_sub5(out_dir.parent / "_sub5_cache", 20 if quick else 2000, seed, quick)
     data = load_sub5(store)
     idx = np.flatnonzero(data.labels == CLASS_INDEX)[:n_max]  # both pools: no training here
     gt = class_maps()[CLASS_INDEX]
     wedge = wedge_mask((32, 32, 32))
-    encoder, enc_note = bench_encoder()
-    aligners = {"ref_": FFTAligner(step_deg=30.0, refine_steps=4, max_shift_px=4.0)}
-    if encoder is not None:
-        aligners[""] = LearnedAligner(encoder, refine=True, max_shift_px=4.0)
+    aligners = {"ref_": FFTAligner(step_deg=30.0, refine_steps=4, max_shift_px=4.0),
+                "": PosteriorAligner(load_correlation_head(), range_deg=180.0, max_shift_px=4.0)}
+    enc_note = f"posterior aligner, shipped correlation head ({SHIPPED_CORRELATION_HEAD})"
     iters = 3 if quick else 5
     metrics: dict[str, float | None] = {}
-    details: dict = {"encoder": enc_note, "note": PAPER_NOTE, "n_particles": int(len(idx)),
+    details: dict = {"snrs_in_this_process": list(snrs), "aligner": enc_note, "note": PAPER_NOTE, "n_particles": int(len(idx)),
                      "class": "7P6Z", "history": {}}
     curves = {}
     for snr in snrs:
         key = snr_key(snr)
         x = data.at_snr(snr, idx)
         for pre in ("", "ref_"):
-            if pre not in aligners:
-                metrics[f"{pre}res_halfmap_nm_{key}"] = None
-                metrics[f"{pre}res_vs_gt_nm_{key}"] = None
-                metrics[f"{pre}wall_s_{key}"] = None
-                continue
             res = average_subtomograms(x, aligners[pre], particle_mask=wedge,
                                        pixel_size_angstrom=VOXEL_ANGSTROM, ground_truth=gt,
                                        max_iterations=iters, min_iterations=min(3, iters),

@@ -13,6 +13,7 @@ from cryoframe.cli import _options as opt
 from cryoframe.io.star import particles_with_poses, write_particles
 from cryoframe.subtomograms.reading import (
     contrast_signs,
+    correlation_head_and_sampling,
     load_subtomograms,
     pair_encoder_and_sampling,
     read_reference,
@@ -21,13 +22,16 @@ from cryoframe.subtomograms.reading import (
 )
 from cryoframe.tasks.align import LearnedAligner
 from cryoframe.tasks.fft_align import FFTAligner
+from cryoframe.tasks.posterior_align import PosteriorAligner
 
 
 def align(
     star: Path = typer.Argument(..., help="RELION STAR naming one MRC per subtomogram."),
     reference: Path = typer.Option(..., "--reference", help="Reference map (MRC), same box."),
     out: Path = typer.Option(..., "--out", help="Output STAR with the poses."),
-    aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
+    aligner: str = typer.Option(
+        "fft", "--aligner", help="fft (exhaustive search), posterior (learned correlation head "
+        "over a coarse-to-fine grid, posterior-mean pose) or learned (APT-ViT pair encoder)."),
     weights: Path = opt.weights(),
     refine: bool = typer.Option(True, "--refine/--no-refine",
                                 help="Learned: refine by Fourier cross-correlation."),
@@ -82,6 +86,11 @@ def align(
                                          log=log)
         ref, _ = to_encoder_sampling(ref, px, enc.volume_size, enc_px, file=reference)
         px_align = plan.pixel_out_angstrom
+    elif aligner == "posterior":
+        head, head_px = correlation_head_and_sampling(weights)
+        vols, plan = to_encoder_sampling(vols, px, head.box_px, head_px, file=star, log=log)
+        ref, _ = to_encoder_sampling(ref, px, head.box_px, head_px, file=reference)
+        px_align = plan.pixel_out_angstrom
     n = vols.shape[-1]
     mask = wedge(n, tilt_min_deg, tilt_max_deg, no_wedge)
     if aligner == "fft":
@@ -90,9 +99,13 @@ def align(
     elif aligner == "learned":
 
         al = LearnedAligner(enc, refine=refine, max_shift_px=max_shift_px)
+    elif aligner == "posterior":
+        al = PosteriorAligner(head, range_deg=local_range_deg or 180.0,
+                              max_shift_px=None if max_shift_px is None
+                              else max_shift_px * px / px_align)
     else:
         raise InputError(f"unknown aligner '{aligner}'", field="--aligner",
-                         expected="fft or learned")
+                         expected="fft, posterior or learned")
     t0 = time.perf_counter()
     rots, shifts, scores = [], [], []
     for s0 in range(0, len(vols), batch_size):

@@ -42,7 +42,7 @@ __all__ = ["SHIPPED_WEIGHTS", "SHIPPED_ENCODER", "SHIPPED_PARTICLE", "ENCODER_FO
            "load_pair_encoder", "load_pair_encoder_file",
            "read_particle_checkpoint", "particle_encoder_state", "save_particle_checkpoint",
            "load_particle_encoder", "load_particle_ranker", "SHIPPED_CORRELATION_HEAD",
-           "load_correlation_head"]
+           "load_correlation_head", "load_correlation_head_file"]
 
 #: Format tag of single-volume encoder files (any registry backbone).
 ENCODER_FORMAT = "cryoframe.encoder/1"
@@ -238,8 +238,12 @@ def load_particle_ranker(path: str | Path | None = None) -> ParticleRanker:
     return model.eval()
 
 
-def load_correlation_head(path: str | Path | None = None):
-    """The posterior aligner's correlation head from ``path`` (default: the shipped one)."""
+def load_correlation_head_file(path: str | Path | None = None
+                               ) -> tuple[SpectralCorrelationHead, dict]:
+    """``(head, meta)`` of the posterior aligner's correlation head (default: the shipped one).
+
+    ``meta["voxel_size_angstrom"]`` is the sampling the head was trained at.
+    """
     p = shipped_path(SHIPPED_CORRELATION_HEAD) if path is None else Path(path)
     blob = read_weights(p, (CORRELATION_HEAD_FORMAT,),
                         expected="a correlation head written by cryoframe (correlation_head.pt)")
@@ -249,4 +253,9 @@ def load_correlation_head(path: str | Path | None = None):
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise InputError(f"correlation-head weights do not match their model ({exc})", file=p,
                          field="state_dict", expected="a file written by cryoframe") from None
-    return head.eval()
+    return head.eval(), dict(blob.get("meta", {}))
+
+
+def load_correlation_head(path: str | Path | None = None) -> SpectralCorrelationHead:
+    """The posterior aligner's correlation head from ``path`` (default: the shipped one)."""
+    return load_correlation_head_file(path)[0]

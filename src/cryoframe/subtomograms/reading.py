@@ -18,6 +18,7 @@ from cryoframe.fourier.resample import plan_resample, resample_volumes
 from cryoframe.io.mrc import MrcHeaderWarning, read_mrc, read_mrc_header, read_volume
 from cryoframe.io.star import read_particles, require_columns, table_pixel_size
 from cryoframe.models.pretrained import (
+    load_correlation_head_file,
     load_encoder,
     load_encoder_file,
     load_pair_encoder_file,
@@ -229,6 +230,14 @@ def pair_encoder_and_sampling(weights: Path | None):
         weights = shipped_weights_path()
     enc, meta = load_pair_encoder_file(weights)
     return enc, float(meta.get("voxel_size_angstrom", ENCODER_VOXEL_SIZE_ANGSTROM))
+
+
+def correlation_head_and_sampling(weights: Path | None):
+    """``(correlation head, voxel size in Å)`` for the posterior aligner (``--weights`` or
+    shipped).
+    """
+    head, meta = load_correlation_head_file(weights)
+    return head, float(meta.get("voxel_size_angstrom", ENCODER_VOXEL_SIZE_ANGSTROM))
 
 
 def encoder_from(weights: Path | None):

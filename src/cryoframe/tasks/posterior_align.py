@@ -301,9 +301,15 @@ class PosteriorAligner:
                                                                   dtype=torch.float32)
         rm_half = torch.ones(1, n, n, h) if rm is None else rm[None, ..., :h]
         lp = shell_log_power(p_ft, pm.expand(p_ft.shape[0], -1, -1, -1), n)
-        lr = shell_log_power(r_ft, rm_half.expand(r_ft.shape[0], -1, -1, -1), n)
-        w, log_kappa = self.head(lp, lr.expand(lp.shape[0], -1))
-        return PairTerms(p_ft, reference, pm, rm, w, log_kappa)
+        lr = shell_log_power(r_ft, rm_half.expand(r_ft.shape[0], -1, -1, -1), n).expand_as(lp)
+        # Shells a volume does not fill (Fourier-padded or low-passed data: power a million times
+        # below its strongest shell) carry no information: the head sees them at that floor and
+        # their weights are zero.
+        floor = math.log(1e-6)
+        fp, fr = lp.amax(-1, keepdim=True) + floor, lr.amax(-1, keepdim=True) + floor
+        filled = (lp > fp) & (lr > fr)
+        w, log_kappa = self.head(torch.maximum(lp, fp), torch.maximum(lr, fr))
+        return PairTerms(p_ft, reference, pm, rm, w * filled[:, None], log_kappa)
 
     def _band_values(self, t: PairTerms, rots: Tensor, lvl: _Level,
                      mask_rots: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -364,10 +370,12 @@ class PosteriorAligner:
         p, base = self._particle_band(t, lvl, 0)
         logits, means = [], []
         per = max(1, self.chunk // max(1, rots.shape[1]))
+        shared = t.r.shape[0] == 1 and rots.shape[0] == 1
+        if shared:  # one reference for all (averaging): rotate it once
+            rf_all, mv_all = self._band_values(t, rots, lvl)
         for s0 in range(0, b, per):
             sl = torch.arange(s0, min(s0 + per, b))
-            sub = t.take(sl)
-            rf, mv = self._band_values(sub, rots, lvl)                          # (b|1, G, Kb)
+            rf, mv = (rf_all, mv_all) if shared else self._band_values(t.take(sl), rots, lvl)
             msk = base[sl, None] if mv is None else base[sl, None] * mv
             prod = torch.conj(rf) * p[sl, None] * msk / lvl.band_mult          # one half only
             full = prod.new_zeros(*prod.shape[:2], m * m * h)
@@ -390,9 +398,11 @@ class PosteriorAligner:
         """
         b = t.p_ft.shape[0]
         p, base = self._particle_band(t, lvl, weight_set)
-        shifts = centre[:, None] + offsets[None]                               # (B, T, 3)
-        arg = torch.einsum("kc,btc->bkt", lvl.band_k, shifts) * (2 * math.pi / t.n)
-        phase = torch.polar(torch.ones_like(arg), arg)                         # (B, Kb, T)
+        # e^{2πi k·(c + o)/n} = e^{2πi k·c/n} e^{2πi k·o/n}: per pair `(B, Kb)` × shared `(Kb, T)`
+        arg_c = (centre @ lvl.band_k.T) * (2 * math.pi / t.n)
+        phase_c = torch.polar(torch.ones_like(arg_c), arg_c)
+        arg_o = (lvl.band_k @ offsets.T) * (2 * math.pi / t.n)
+        phase_o = torch.polar(torch.ones_like(arg_o), arg_o)
         out = []
         per = max(1, self.chunk // max(1, rots.shape[1]))
         for s0 in range(0, b, per):
@@ -400,8 +410,7 @@ class PosteriorAligner:
             rf, mv = self._band_values(t.take(sl), rots[sl], lvl,
                                        None if mask_rots is None else mask_rots[sl])
             msk = base[sl, None] if mv is None else base[sl, None] * mv
-            num = torch.einsum("bgk,bkt->bgt", torch.conj(rf) * p[sl, None] * msk,
-                               phase[sl]).real
+            num = ((torch.conj(rf) * (p[sl] * phase_c[sl])[:, None] * msk) @ phase_o).real
             pp = (msk * (p[sl, None].real**2 + p[sl, None].imag**2)).sum(-1)
             rr = (msk * (rf.real**2 + rf.imag**2)).sum(-1)
             out.append(num / torch.sqrt((pp * rr).clamp_min(1e-30))[..., None])

@@ -86,6 +86,7 @@ def train_correlation_head(
     checkpoint_every: int = 25,
     progress=None,
     head: SpectralCorrelationHead | None = None,
+    voxel_size_angstrom: float | None = None,
 ) -> tuple[SpectralCorrelationHead, list[dict]]:
     """Train (or resume) a correlation head; writes ``out`` (a loadable head file).
 
@@ -103,6 +104,9 @@ def train_correlation_head(
         Called with each step's record.
     head : SpectralCorrelationHead, optional
         Start from this head instead of a fresh one (ignored when resuming).
+    voxel_size_angstrom : float, optional
+        Sampling of the training boxes, recorded in the file (the aligner resamples users'
+        data to it).
     """
     out = Path(out)
     n = signal.shape[-1]
@@ -148,7 +152,8 @@ def train_correlation_head(
                                "step": step + 1, "history": history,
                                "meta": {"seed": seed, "batch_size": batch_size,
                                         "snr_range": list(snr_range), "lr": lr,
-                                        "n_train_boxes": int(signal.shape[0])}})
+                                        "n_train_boxes": int(signal.shape[0]),
+                                        "voxel_size_angstrom": voxel_size_angstrom}})
     head.eval()
     return head, history
 
