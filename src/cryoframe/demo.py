@@ -14,8 +14,9 @@ Top layer (beside :mod:`cryoframe.cli`): it only calls the library.
    SNR 0.1, **embedded** with the shipped subtomogram encoder.
 4. **Classification** on the 1:1:8 split (k-NN, linear probe, MLP head) beside the
    rotation-invariant feature baseline on the same split, and **k-means clustering**.
-5. **Alignment** of pairs in the local range (≤ 15°, ≤ 3 voxels): learned (with local FFT
-   refinement) vs the exhaustive FFT reference; errors in degrees and voxels, pairs/s.
+5. **Alignment** of pairs in the local range (≤ 15°, ≤ 3 voxels): the posterior aligner
+   (shipped correlation head) vs the exhaustive FFT reference; errors in degrees and voxels,
+   pairs/s.
 6. **Reference-free averaging** of one class (gold-standard half maps, FSC, resolution).
 
 Every figure in the report is measured in this run with the stated seed.
@@ -42,7 +43,7 @@ from cryoframe.geometry.rotations import (
 )
 from cryoframe.io.mrc import write_mrc
 from cryoframe.io.star import write_star
-from cryoframe.models.pretrained import load_encoder, load_pair_encoder
+from cryoframe.models.pretrained import load_correlation_head, load_encoder
 from cryoframe.report.html import Section, Table, fmt, write_report
 from cryoframe.simulate.config import TomogramConfig
 from cryoframe.simulate.density import load_density, write_density
@@ -56,11 +57,11 @@ from cryoframe.simulate.tilt_matched import (
     tilt_ctf_magnitude_rfft,
     wbp_noise_psd_rfft,
 )
-from cryoframe.tasks.align import LearnedAligner, finetune_transform_head
 from cryoframe.tasks.average import average_subtomograms
 from cryoframe.tasks.classify import evaluate_protocols, split_1_1_8
 from cryoframe.tasks.cluster import cluster_embeddings, embed_2d, plot_clusters
 from cryoframe.tasks.fft_align import FFTAligner, wedge_mask
+from cryoframe.tasks.posterior_align import PosteriorAligner
 from cryoframe.train.loop import embed_for_inference
 
 __all__ = ["run_demo", "DEMO_CLASSES"]
@@ -132,7 +133,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
         Progress messages.
     weights : str or Path, optional
         Subtomogram encoder file written by ``cryoframe pretrain`` for the embedding stage;
-        default: the shipped encoder (the learned aligner always uses the shipped pair encoder).
+        default: the shipped encoder (the alignment stage uses the shipped correlation head).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,9 +143,7 @@ def run_demo(out_dir: str | Path = "cryoframe_demo", seed: int = 0, quick: bool 
     section1, dens = _densities(run)
     sections = [section1, _tomogram(run, dens)]
     emb = _embedding(run, dens, weights)
-    pair_encoder = load_pair_encoder()
-    sections += [_classification(run, emb), _alignment(run, emb, pair_encoder),
-                 _averaging(run, emb)]
+    sections += [_classification(run, emb), _alignment(run, emb), _averaging(run, emb)]
     wall = time.perf_counter() - t_start
     sections.append(Section("Run", [f"seed {seed}, quick={quick}, total wall time {wall:.0f} s, "
                                     f"torch threads {torch.get_num_threads()}."]))
@@ -318,20 +317,12 @@ def _classification(run: _Run, e: _Embedded) -> Section:
         [(png3, "Clusters of the noisy subtomograms")])
 
 
-def _alignment(run: _Run, e: _Embedded, pair_encoder) -> Section:
-    """Stage 5: fine-tune the transformation head, then learned vs exhaustive FFT alignment."""
-    console, seed, quick, gen = run.console, run.seed, run.quick, run.gen
+def _alignment(run: _Run, e: _Embedded) -> Section:
+    """Stage 5: the posterior aligner (shipped correlation head) vs exhaustive FFT alignment."""
+    console, seed, gen = run.console, run.seed, run.gen
+    quick = run.quick
     sim, snr = e.sim, e.snr
-    _log(console, "[5/6] alignment: fine-tune the transformation head, then learned vs FFT")
-    n_ft = 32 if quick else 64
-    ft_vols = add_noise(sim.simulate(torch.zeros(n_ft, dtype=torch.long),
-                                     random_rotations(n_ft, generator=gen)),
-                        1.0, seed + 4, np.arange(n_ft))
-    t0 = time.perf_counter()
-    ft_loss = finetune_transform_head(pair_encoder, ft_vols, epochs=2 if quick else 4,
-                                      particle_mask=wedge_mask((32, 32, 32)), seed=seed)
-    t_ft = time.perf_counter() - t0
-    _log(console, f"      transformation head fine-tuned in {t_ft:.0f} s")
+    _log(console, "[5/6] alignment: posterior aligner vs exhaustive FFT search")
     n_pairs = 12 if quick else 32
     pc = torch.zeros(n_pairs, dtype=torch.long)  # 7P6Z: asymmetric
     r0 = random_rotations(n_pairs, generator=gen)
@@ -344,8 +335,9 @@ def _alignment(run: _Run, e: _Embedded, pair_encoder) -> Section:
     parts = add_noise(sim.simulate(pc, r_rel @ r0, t_rel), snr, seed + 2, np.arange(n_pairs))
     mask = wedge_mask((32, 32, 32))
     rows = []
-    for name, aligner in [("learned (APT-ViT + local FFT refinement)",
-                           LearnedAligner(pair_encoder, refine=True)),
+    for name, aligner in [("posterior aligner (learned correlation head)",
+                           PosteriorAligner(load_correlation_head(), range_deg=15.0,
+                                            max_shift_px=8.0)),
                           ("exhaustive FFT, 10° local grid (reference)",
                            FFTAligner(step_deg=10.0, local_range_deg=15.0))]:
         t0 = time.perf_counter()
@@ -361,11 +353,10 @@ def _alignment(run: _Run, e: _Embedded, pair_encoder) -> Section:
     return Section(
         "5. Alignment (local range)",
         [f"{n_pairs} pairs of {DEMO_CLASSES[0]} at SNR {snr}, relative rotations ≤ 15° and shifts ≤ 3 voxels, "
-         f"both members with the ±60° wedge fixed in the microscope frame. The learned "
-         f"aligner's transformation head was first fine-tuned on the local range (App. F: "
-         f"≤ 15°, ≤ 20 % of the box, 5 augmentations per volume) with {n_ft} separate "
-         f"{DEMO_CLASSES[0]} subtomograms at SNR 1 ({len(ft_loss)} epochs, {t_ft:.0f} s, loss "
-         f"{ft_loss[0]:.2f} → {ft_loss[-1]:.2f}); the backbone stays frozen."],
+         f"both members with the ±60° wedge fixed in the microscope frame. The posterior "
+         f"aligner's correlation head (shipped, trained on 134 other structures) weights the "
+         f"wedge-constrained correlation by the pair's spectra and returns the posterior-mean "
+         f"pose over a coarse-to-fine SO(3) grid; seed {seed}."],
         [Table(["aligner", "rotation error (°)", "‖R − R̂‖_F", "translation error (voxels)",
                 "pairs/s"], rows)])
 
