@@ -125,13 +125,18 @@ def fsc(a: object, b: object, mask: object | None = None) -> tuple[Tensor, Tenso
     """
     x, y = _prepare(a, b, mask)
     cross, powers, k, _, n = _spectra(x, y)
+    freq, curve = _shell_fsc(cross, powers, k, n)
+    return freq, curve.cpu()
+
+
+def _shell_fsc(cross: Tensor, powers: Tensor, k: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Shell frequencies `(n // 2 + 1,)` (cycles/pixel) and the FSC of shell-summed products."""
     shells = torch.round(torch.linalg.norm(k, dim=-1) * n).long().flatten()
     n_shells = n // 2 + 1
     sums = _shell_sums(torch.cat([cross.flatten()[None], powers.flatten(1)]), shells, n_shells)
     denom = torch.sqrt(sums[1] * sums[2])
     curve = torch.where(denom > 0, sums[0] / denom.clamp_min(1e-300), torch.zeros_like(denom))
-    freq = torch.arange(n_shells, dtype=torch.float64) / n
-    return freq, curve.cpu()
+    return torch.arange(n_shells, dtype=torch.float64) / n, curve
 
 
 def fsc_crossing(freq: object, curve: object, threshold: float = 0.143) -> tuple[float, bool]:
@@ -310,12 +315,7 @@ def _cfar_from_products(cross: Tensor, powers: Tensor, w: Tensor, k: Tensor, n: 
                         threshold: float, half_angle_deg: float, n_directions: int,
                         min_cone_voxels: int) -> CFARResult:
     _check_angle(half_angle_deg)
-    shells = torch.round(torch.linalg.norm(k, dim=-1) * n).long().flatten()
-    n_shells = n // 2 + 1
-    sums = _shell_sums(torch.cat([cross.flatten()[None], powers.flatten(1)]), shells, n_shells)
-    denom = torch.sqrt(sums[1] * sums[2])
-    glob = torch.where(denom > 0, sums[0] / denom.clamp_min(1e-300), torch.zeros_like(denom))
-    freq = torch.arange(n_shells, dtype=torch.float64) / n
+    freq, glob = _shell_fsc(cross, powers, k, n)
     f_max, crossed = fsc_crossing(freq, glob.cpu(), threshold)
     d = _axes(None, n_directions, cross.device)
     curves, counts = _cone_sums(cross, powers, w, k, n, d, half_angle_deg)
