@@ -5,6 +5,8 @@ reference), which sub5-align (two noisy boxes) does not probe.
 7P6Z density (the ground truth the averaging is scored against), by the FFT search of
 sub5-average (30° grid + 4 refinement steps) and by the posterior aligner with the shipped head.
 Errors against the true poses: rotation (degrees, mean and median), translation (voxels).
+A third variant, ``posterior_3fine``, adds a third fine grid (1.8°) to the same aligner: is the
+last fine step what limits its precision against a clean reference?
 Usage: ``python benchmarks/experiments/align_to_clean_reference.py N_PER_SNR OUT.jsonl``.
 """
 
@@ -31,6 +33,9 @@ w = wedge_mask((32, 32, 32))
 aligners = {"fft": FFTAligner(step_deg=30.0, refine_steps=4, max_shift_px=4.0),
             "posterior": PosteriorAligner(load_correlation_head(), range_deg=180.0,
                                           max_shift_px=4.0)}
+fine3 = PosteriorAligner(load_correlation_head(), range_deg=180.0, max_shift_px=4.0)
+fine3.fine_steps_deg = (*fine3.fine_steps_deg, fine3.fine_steps_deg[-1] / 2)
+aligners["posterior_3fine"] = fine3
 truth = data.rotations[rows]
 with out.open("w") as fh:
     for snr in (0.1, 0.03):
