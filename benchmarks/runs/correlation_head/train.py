@@ -4,7 +4,7 @@ The store (``train/fullpath_bank.py``: the 134 training classes simulated throug
 tilt-series path with SUB5's physics, signal and noise kept apart) never holds a SUB5 structure.
 Every 3rd row is used. Usage::
 
-    python benchmarks/runs/correlation_head/train.py STORE OUT.pt STEPS [SEED]
+    python benchmarks/runs/correlation_head/train.py STORE OUT.pt STEPS [SEED [REF_SNR_LO,REF_SNR_HI]]
 """
 
 import json
@@ -20,6 +20,7 @@ from cryoframe.train.correlation_head import train_correlation_head
 torch.set_num_threads(1)
 store, out, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+ref_range = tuple(float(v) for v in sys.argv[5].split(",")) if len(sys.argv) > 5 else None
 st = SubtomoStore.open(store)
 n = len(st.read_table())
 rows = np.arange(0, n, 3)
@@ -39,4 +40,5 @@ def show(rec):
 
 
 train_correlation_head(signal, noise, out, steps=steps, seed=seed, progress=show,
-                       voxel_size_angstrom=float(st.group.attrs["voxel_size_angstrom"]))
+                       voxel_size_angstrom=float(st.group.attrs["voxel_size_angstrom"]),
+                       reference_snr_range=ref_range)

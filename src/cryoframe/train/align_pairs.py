@@ -24,7 +24,8 @@ __all__ = ["make_wedge_pairs"]
 
 
 def make_wedge_pairs(signal: Tensor, noise: Tensor, index: np.ndarray, snr,
-                     max_rot_deg: float, max_shift_px: float, gen: torch.Generator):
+                     max_rot_deg: float, max_shift_px: float, gen: torch.Generator,
+                     snr_reference=None):
     """Pairs ``(X, X_1)`` of rows ``index`` (module docstring).
 
     Parameters
@@ -40,6 +41,8 @@ def make_wedge_pairs(signal: Tensor, noise: Tensor, index: np.ndarray, snr,
         SO(3) from 180°), shift uniform in the ball of radius ``max_shift_px``.
     gen : torch.Generator
         Source of the transforms.
+    snr_reference : float or Tensor, optional
+        SNR of ``X`` (the reference) when it differs from the particle's, e.g. an average's.
 
     Returns
     -------
@@ -56,6 +59,6 @@ def make_wedge_pairs(signal: Tensor, noise: Tensor, index: np.ndarray, snr,
     moved = torch.fft.irfftn(torch.fft.rfftn(moved, dim=(-3, -2, -1)) * w[..., :h],
                              s=tuple(s.shape[1:]), dim=(-3, -2, -1))
     other = idx[torch.roll(torch.arange(n), 1)] if n > 1 else idx
-    x = combine_signal_noise(s, noise[idx], snr)
+    x = combine_signal_noise(s, noise[idx], snr if snr_reference is None else snr_reference)
     x1 = combine_signal_noise(moved, noise[other] if n > 1 else -noise[idx], snr)
     return x, x1, rot, sh, w

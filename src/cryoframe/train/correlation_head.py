@@ -87,6 +87,7 @@ def train_correlation_head(
     progress=None,
     head: SpectralCorrelationHead | None = None,
     voxel_size_angstrom: float | None = None,
+    reference_snr_range: tuple[float, float] | None = None,
 ) -> tuple[SpectralCorrelationHead, list[dict]]:
     """Train (or resume) a correlation head; writes ``out`` (a loadable head file).
 
@@ -107,6 +108,9 @@ def train_correlation_head(
     voxel_size_angstrom : float, optional
         Sampling of the training boxes, recorded in the file (the aligner resamples users'
         data to it).
+    reference_snr_range : tuple of float, optional
+        When given, half the pairs draw the reference's SNR log-uniformly in this range (an
+        average as the reference, as in averaging); otherwise both members share one SNR.
     """
     out = Path(out)
     n = signal.shape[-1]
@@ -134,8 +138,13 @@ def train_correlation_head(
         max_rot, max_sh, _ = RANGES[name]
         idx = torch.randint(0, signal.shape[0], (batch_size,), generator=gen).numpy()
         snr = torch.exp(lo + (hi - lo) * torch.rand(batch_size, generator=gen))
+        snr_ref = None
+        if reference_snr_range is not None:
+            lo_r, hi_r = (math.log(v) for v in reference_snr_range)
+            draw = torch.exp(lo_r + (hi_r - lo_r) * torch.rand(batch_size, generator=gen))
+            snr_ref = torch.where(torch.rand(batch_size, generator=gen) < 0.5, draw, snr)
         x, x1, rot, sh, w = make_wedge_pairs(signal, noise, np.asarray(idx), snr, max_rot,
-                                             max_sh, gen)
+                                             max_sh, gen, snr_reference=snr_ref)
         head.train()
         losses = head_losses(aligners[name], x, x1, rot, sh, w, gen)
         loss = sum(losses.values())
@@ -153,7 +162,8 @@ def train_correlation_head(
                                "meta": {"seed": seed, "batch_size": batch_size,
                                         "snr_range": list(snr_range), "lr": lr,
                                         "n_train_boxes": int(signal.shape[0]),
-                                        "voxel_size_angstrom": voxel_size_angstrom}})
+                                        "voxel_size_angstrom": voxel_size_angstrom,
+                                        "reference_snr_range": reference_snr_range}})
     head.eval()
     return head, history
 
