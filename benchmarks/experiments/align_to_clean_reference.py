@@ -7,7 +7,9 @@ sub5-average (30° grid + 4 refinement steps) and by the posterior aligner with 
 Errors against the true poses: rotation (degrees, mean and median), translation (voxels).
 A third variant, ``posterior_3fine``, adds a third fine grid (1.8°) to the same aligner: is the
 last fine step what limits its precision against a clean reference?
-Usage: ``python benchmarks/experiments/align_to_clean_reference.py N_PER_SNR OUT.jsonl``.
+With a third argument, ``posterior_head2`` runs the same aligner with that head file (e.g. one
+trained with a cleaner reference for half the pairs, ``reference_snr_range``).
+Usage: ``python benchmarks/experiments/align_to_clean_reference.py N_PER_SNR OUT.jsonl [HEAD.pt]``.
 """
 
 import json
@@ -16,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from cryoframe.bench.sub5_data import build_sub5, class_maps, load_sub5
 from cryoframe.fourier.wedge import wedge_mask
@@ -36,6 +37,9 @@ aligners = {"fft": FFTAligner(step_deg=30.0, refine_steps=4, max_shift_px=4.0),
 fine3 = PosteriorAligner(load_correlation_head(), range_deg=180.0, max_shift_px=4.0)
 fine3.fine_steps_deg = (*fine3.fine_steps_deg, fine3.fine_steps_deg[-1] / 2)
 aligners["posterior_3fine"] = fine3
+if len(sys.argv) > 3:
+    aligners["posterior_head2"] = PosteriorAligner(load_correlation_head(sys.argv[3]),
+                                                   range_deg=180.0, max_shift_px=4.0)
 truth = data.rotations[rows]
 with out.open("w") as fh:
     for snr in (0.1, 0.03):
