@@ -127,7 +127,7 @@ def test_align_with_the_posterior_aligner(dataset, tmp_path):
     table = read_particles(out)
     r, t_angst = poses_from_particles(table, pixel_size_angstrom=PX)
     err = geodesic_distance_deg(r.float(), rots[cls == 0])
-    assert float(err.median()) < 20.0, err  # the FFT search: about 9° on these data
+    assert float(err.median()) < 20.0, err  # a broken search is near 100°
     assert float((t_angst.float() / PX - shifts[cls == 0]).norm(dim=1).median()) < 1.0
     conf = table.particles["rlnMaxValueProbDistribution"].to_numpy()
     assert np.all((conf >= 0) & (conf <= 1.0 + 1e-6))

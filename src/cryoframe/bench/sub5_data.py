@@ -40,7 +40,7 @@ from cryoframe.simulate.engine import build_densities, simulate_subtomograms
 from cryoframe.simulate.noise import combine_signal_noise
 
 __all__ = ["SUB5_CLASSES", "SUB5_SNRS", "VOXEL_ANGSTROM", "BOX_PX", "PAPER_NOTE", "Sub5Data",
-           "sub5_config", "build_sub5", "load_sub5", "class_maps", "bench_encoder",
+           "sub5_config", "build_sub5", "load_sub5", "class_maps",
            "bench_single_encoder", "snr_key"]
 
 SUB5_CLASSES: tuple[str, ...] = ("7P6Z", "1WCM", "3CF3", "1QVR", "1BXN")
@@ -134,34 +134,12 @@ def class_maps(box_px: int = BOX_PX) -> Tensor:
     return out
 
 
-def bench_encoder():
-    """The pretrained pair encoder for the learned methods, or ``(None, reason)``.
-
-    Looked up in ``$CRYOFRAME_SUBTOMO_WEIGHTS`` (a checkpoint path) and then among the shipped
-    weights (:mod:`cryoframe.models.pretrained`), if this installation has them.
-    """
-    path = os.environ.get("CRYOFRAME_SUBTOMO_WEIGHTS")
-    if path:
-        return pretrained.load_pair_encoder(path), f"checkpoint {path}"
-
-    if pretrained.shipped_weights_path().exists():
-        try:
-            return pretrained.load_pair_encoder(), f"shipped weights ({pretrained.SHIPPED_WEIGHTS})"
-        except Exception as exc:  # noqa: BLE001 - shipped weights present but unusable
-            return None, f"shipped weights could not be loaded: {exc}"
-    return None, ("no pretrained subtomogram encoder in this installation (set "
-                  "CRYOFRAME_SUBTOMO_WEIGHTS to a pair-encoder checkpoint); learned-method "
-                  "figures are reported missing")
-
-
 def bench_single_encoder():
     """The single-subtomogram encoder for the frozen-feature methods, or ``(None, reason)``.
 
     ``$CRYOFRAME_SUBTOMO_ENCODER`` (an encoder file, to benchmark a checkpoint) or the shipped
     encoder (:func:`cryoframe.models.pretrained.load_encoder`).
     """
-    from cryoframe.models import pretrained
-
     path = os.environ.get("CRYOFRAME_SUBTOMO_ENCODER")
     if path:
         enc, meta = pretrained.load_encoder_file(path)

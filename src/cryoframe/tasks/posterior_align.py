@@ -58,7 +58,7 @@ from cryoframe.geometry.rotations import (
     svd_orthogonalize,
 )
 from cryoframe.models.correlation_head import SpectralCorrelationHead
-from cryoframe.tasks.fft_align import AlignResult, _crop_rfft, _rfft_weights
+from cryoframe.tasks.fft_align import AlignResult, _crop_rfft, _rfft_weights, _signed_index
 
 __all__ = ["PosteriorAligner", "PairTerms", "shell_log_power", "local_grid", "offset_grid",
            "shift_lattice", "chordal_mean", "FINE_SHIFTS", "FINAL_SHIFTS"]
@@ -70,7 +70,6 @@ _DIMS = (-3, -2, -1)
 class _Level:
     size: int        # m: the volumes are Fourier-cropped to m³
     corr_size: int   # the correlation over translations is sampled on a corr_size³ grid
-    band: Tensor     # (m, m, m//2+1) float, DC and corners excluded
     allowed: Tensor  # (A,) flat indices of the corr grid's translations within range
     shifts: Tensor   # (A, 3) those translations in full-size voxels (zyx)
     band_flat: Tensor   # (Kb,) flat rfft indices of the band's coefficients
@@ -81,11 +80,6 @@ class _Level:
     band_mult: Tensor   # (Kb,) multiplicity of the coefficient in the full spectrum
 
 
-def _signed(m: int) -> Tensor:
-    i = torch.arange(m)
-    return torch.where(i > m // 2, i - m, i).to(torch.float32)
-
-
 def _level(n: int, m: int, max_shift_px: float) -> _Level:
     k = radial_frequency((m, m, m), rfft=True) * m
     band = ((k > 0) & (k <= m / 2 - 0.5)).to(torch.float32)
@@ -94,17 +88,17 @@ def _level(n: int, m: int, max_shift_px: float) -> _Level:
     # peak; the spectrum is zero-padded by 1.5 so that the band-limited correlation is sampled
     # at least 1.5 times as finely as its shortest period.
     c = min(n, 2 * math.ceil(0.75 * m))
-    s = _signed(c) * (n / c)
+    s = _signed_index(c) * (n / c)
     zz, yy, xx = torch.meshgrid(s, s, s, indexing="ij")
     vec = torch.stack([zz, yy, xx], -1).reshape(-1, 3)
     allowed = torch.nonzero(vec.norm(dim=1) <= max_shift_px + 1e-6).flatten()
-    f = _signed(m)
+    f = _signed_index(m)
     kz, ky, kx = torch.meshgrid(f, f, torch.arange(m // 2 + 1, dtype=torch.float32),
                                 indexing="ij")
     kvec = torch.stack([kz, ky, kx], -1).reshape(-1, 3)
     flat = torch.nonzero(band.flatten() > 0).flatten()
     sign = 1.0 - 2.0 * (kvec[flat].sum(-1).long() % 2).float()
-    return _Level(m, c, band, allowed, vec[allowed], flat, kvec[flat], kvec[flat].flip(-1), sign,
+    return _Level(m, c, allowed, vec[allowed], flat, kvec[flat], kvec[flat].flip(-1), sign,
                   shell.flatten()[flat], _rfft_weights(n, m).flatten()[flat])
 
 
