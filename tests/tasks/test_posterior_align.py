@@ -66,6 +66,23 @@ def test_noise_free_pairs_give_the_known_pose():
     assert float(res.scores.min()) > 0.9  # confident
 
 
+def test_local_fourier_refinement_is_finer_than_the_last_grid():
+    signal, noise = _parts(4)
+    gen = torch.Generator().manual_seed(0)
+    x, x1, rot, sh, w = make_wedge_pairs(signal, noise, np.arange(4), 1e4, 15.0, 3.0, gen)
+    kw = dict(range_deg=15.0, max_shift_px=6.0)
+    plain = PosteriorAligner(_sharp_head(), **kw).align_to_reference(x1, x, w, w)
+    refined = PosteriorAligner(_sharp_head(), refine_start_deg=3.0, **kw).align_to_reference(
+        x1, x, w, w)
+    err_plain = geodesic_distance_deg(plain.rotations, rot)
+    err = geodesic_distance_deg(refined.rotations, rot)
+    assert float(err.max()) < 1.0 and float(err.mean()) < float(err_plain.mean()), (err, err_plain)
+    assert float((refined.shifts_zyx_px - sh).norm(dim=1).max()) < 0.3
+    assert torch.equal(refined.scores, plain.scores)  # the confidence is the posterior's
+    with pytest.raises(InputError, match="refine_start_deg"):
+        PosteriorAligner(_sharp_head(), refine_start_deg=0.0)
+
+
 def test_flat_weights_reproduce_the_fft_correlation():
     signal, noise = _parts(2)
     gen = torch.Generator().manual_seed(1)
