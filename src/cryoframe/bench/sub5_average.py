@@ -43,15 +43,13 @@ from cryoframe.io.mrc import write_mrc
 from cryoframe.models.pretrained import SHIPPED_CORRELATION_HEAD, load_correlation_head
 from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.tasks.average import average_subtomograms, soft_sphere_mask, weighted_average
+from cryoframe.tasks.posterior_align import AVERAGING_REFINE_START_DEG as REFINE_START_DEG
 from cryoframe.tasks.posterior_align import PosteriorAligner
 
 PAPER = {"paper_res_nm_snr0.1": 2.56, "paper_res_nm_snr0.05": 2.40, "paper_res_nm_snr0.03": 2.95,
          "paper_res_nm_snr0.01": 3.20, "label": "paper, on its own data (Table 3, ours; its "
          "voxel size is not stated)"}
 CLASS_INDEX = 0  # 7P6Z
-#: First step of the local Fourier refinement after the posterior aligner (degrees): 6° was
-#: better than 3° on 200 ribosomes against the clean map (posterior_fft_refine.jsonl).
-REFINE_START_DEG = 6.0
 
 
 def _plot(curves: dict, out_dir: Path) -> None:

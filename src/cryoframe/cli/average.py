@@ -16,6 +16,7 @@ from cryoframe.io.mrc import write_mrc
 from cryoframe.io.star import ParticleTable, particles_with_poses, write_particles
 from cryoframe.subtomograms.reading import (
     contrast_signs,
+    correlation_head_and_sampling,
     encoder_from,
     load_subtomograms,
     open_subtomograms,
@@ -27,6 +28,7 @@ from cryoframe.subtomograms.reading import (
 from cryoframe.tasks.align import LearnedAligner
 from cryoframe.tasks.average import VolumeSource, average_subtomograms
 from cryoframe.tasks.fft_align import FFTAligner
+from cryoframe.tasks.posterior_align import AVERAGING_REFINE_START_DEG, PosteriorAligner
 from cryoframe.train.subtomo_data import StoreSource
 
 
@@ -109,11 +111,15 @@ def average(
         "folder (both streamed in chunks: memory does not grow with the number of "
         "subtomograms)."),
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    aligner: str = typer.Option("fft", "--aligner", help="fft (exhaustive search) or learned."),
+    aligner: str = typer.Option(
+        "fft", "--aligner", help="fft (exhaustive search), posterior (learned correlation head "
+        "over a coarse-to-fine SO(3) grid, then local Fourier refinement) or learned (pair "
+        "network)."),
     weights: Path = opt.weights(),
     step_deg: float = typer.Option(30.0, "--step-deg", help="FFT search: SO(3) grid step."),
     max_iterations: int = typer.Option(10, "--max-iterations", help="Alignment-averaging iterations at most."),
-    max_shift_px: float = typer.Option(None, "--max-shift-px", help="Default box/4."),
+    max_shift_px: float = typer.Option(
+        None, "--max-shift-px", help="Largest shift, in the input's voxels (default box/4)."),
     init: str = typer.Option("average", "--init", help="Initial reference: average|particle."),
     tilt_min_deg: float = opt.tilt_min(),
     tilt_max_deg: float = opt.tilt_max(),
@@ -149,7 +155,7 @@ def average(
     log = console.print
     if star.is_dir():
         table, vols, px = _store_input(star, pixel_size_angstrom, class_number, invert_data)
-    elif aligner == "learned":  # resampled to the encoder's sampling in memory
+    elif aligner in ("learned", "posterior"):  # resampled to the model's sampling in memory
         table, vols, px = load_subtomograms(star, pixel_size_angstrom, class_number,
                                             class_column)
         if invert_data:
@@ -165,26 +171,35 @@ def average(
     n = vols.box if hasattr(vols, "box") else vols.shape[-1]
     if aligner == "fft":
         al = FFTAligner(step_deg=step_deg, refine_steps=4, max_shift_px=max_shift_px)
-    elif aligner == "learned":
-
-        encoder_from(weights)  # the clear error when no weights are installed
-        enc, enc_px = pair_encoder_and_sampling(weights)
-        if hasattr(vols, "box"):  # a streamed store must already be at the encoder's sampling
-            if not plan_resample(n, px, enc_px, enc.volume_size, file=star).identity:
+    elif aligner in ("learned", "posterior"):
+        if aligner == "learned":
+            encoder_from(weights)  # the clear error when no weights are installed
+            model, model_px = pair_encoder_and_sampling(weights)
+            box = model.volume_size
+        else:
+            model, model_px = correlation_head_and_sampling(weights)
+            box = model.box_px
+        px_in = px
+        if hasattr(vols, "box"):  # a streamed store must already be at the model's sampling
+            if not plan_resample(n, px, model_px, box, file=star).identity:
                 raise InputError(
                     f"store at {px:g} Å/voxel, {n}³", file=star, field="voxel size",
-                    expected=f"{enc_px:g} Å/voxel, {enc.volume_size}³ for --aligner learned "
+                    expected=f"{model_px:g} Å/voxel, {box}³ for --aligner {aligner} "
                     "(or --aligner fft)")
         else:
-            vols, plan = to_encoder_sampling(vols, px, enc.volume_size, enc_px, file=star,
-                                             log=log)
+            vols, plan = to_encoder_sampling(vols, px, box, model_px, file=star, log=log)
             px, n = plan.pixel_out_angstrom, vols.shape[-1]
             if not plan.identity:
-                log(f"sampling: the map is made at {px:g} Å/voxel, {n}³ (the encoder's)")
-        al = LearnedAligner(enc, refine=True, max_shift_px=max_shift_px)
+                log(f"sampling: the map is made at {px:g} Å/voxel, {n}³ (the model's)")
+        shift_px = None if max_shift_px is None else max_shift_px * px_in / px
+        if aligner == "learned":
+            al = LearnedAligner(model, refine=True, max_shift_px=shift_px)
+        else:
+            al = PosteriorAligner(model, range_deg=180.0, max_shift_px=shift_px,
+                                  refine_start_deg=AVERAGING_REFINE_START_DEG)
     else:
         raise InputError(f"unknown aligner '{aligner}'", field="--aligner",
-                         expected="fft or learned")
+                         expected="fft, posterior or learned")
     gt, gt_sign, contrast_msg = None, 1, None
     if ground_truth is not None:
         gt = read_reference(ground_truth, n, px, log)
