@@ -12,16 +12,15 @@ trained with a cleaner reference for half the pairs, ``reference_snr_range``).
 Usage: ``python benchmarks/experiments/align_to_clean_reference.py N_PER_SNR OUT.jsonl [HEAD.pt]``.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _pose_record import pose_record, rotation_error_deg
 
 from cryoframe.bench.sub5_data import build_sub5, class_maps, load_sub5
 from cryoframe.fourier.wedge import wedge_mask
-from cryoframe.geometry.rotations import geodesic_distance_deg
 from cryoframe.models.pretrained import load_correlation_head
 from cryoframe.tasks.fft_align import FFTAligner
 from cryoframe.tasks.posterior_align import PosteriorAligner
@@ -48,13 +47,8 @@ with out.open("w") as fh:
             t0 = time.perf_counter()
             res = al.align_to_reference(x, ref, particle_mask=w)
             dt = time.perf_counter() - t0
-            err = geodesic_distance_deg(res.rotations.double(), truth.double())
-            err_t = geodesic_distance_deg(res.rotations.double(), truth.transpose(1, 2).double())
+            err = rotation_error_deg(res.rotations, truth)
+            err_t = rotation_error_deg(res.rotations, truth.transpose(1, 2))
             if float(err_t.median()) < float(err.median()):  # report the convention that fits
                 err = err_t
-            rec = {"snr": snr, "aligner": name, "n": int(len(rows)),
-                   "rot_mean_deg": float(err.mean()), "rot_median_deg": float(err.median()),
-                   "frac_below_10deg": float((err < 10).double().mean()),
-                   "pairs_per_s": len(rows) / dt}
-            print(json.dumps(rec), flush=True)
-            fh.write(json.dumps(rec) + "\n")
+            pose_record(fh, err, dt, snr=snr, aligner=name)

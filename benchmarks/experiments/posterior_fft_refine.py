@@ -1,6 +1,7 @@
-"""Does a classical local Fourier refinement after the posterior aligner recover the FFT search's
-precision against a clean reference (the averaging regime) while keeping the posterior's
-robustness?
+"""Local Fourier refinement after the posterior aligner, against a clean reference.
+
+Does a classical local refinement recover the FFT search's precision in the averaging regime
+while keeping the posterior's robustness?
 
 Same data as ``align_to_clean_reference.py`` (7P6Z subtomograms of SUB5's target pool aligned over
 all of SO(3) to the clean 7P6Z density). Variants:
@@ -15,16 +16,15 @@ all of SO(3) to the clean 7P6Z density). Variants:
 Usage: ``python benchmarks/experiments/posterior_fft_refine.py N_PER_SNR OUT.jsonl``.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _pose_record import pose_record, rotation_error_deg
 
 from cryoframe.bench.sub5_data import build_sub5, class_maps, load_sub5
 from cryoframe.fourier.wedge import wedge_mask
-from cryoframe.geometry.rotations import geodesic_distance_deg
 from cryoframe.models.pretrained import load_correlation_head
 from cryoframe.tasks.fft_align import FFTAligner
 from cryoframe.tasks.posterior_align import PosteriorAligner
@@ -40,6 +40,7 @@ fft = FFTAligner(step_deg=30.0, refine_steps=4, max_shift_px=4.0)
 
 
 def refiner(start_deg):
+    """The FFT aligner's local refinement, first step ``start_deg``."""
     return FFTAligner(step_deg=30.0, refine_steps=4, refine_start_deg=start_deg, max_shift_px=4.0)
 
 
@@ -63,10 +64,4 @@ with out.open("w") as fh:
                                               init_rotations=truth.float()).rotations
             variants[f"truth+refine{d:g}"] = (r, time.perf_counter() - t0)
         for name, (rot, dt) in variants.items():
-            err = geodesic_distance_deg(rot.double(), truth.double())
-            rec = {"snr": snr, "aligner": name, "n": int(len(rows)),
-                   "rot_mean_deg": float(err.mean()), "rot_median_deg": float(err.median()),
-                   "frac_below_10deg": float((err < 10).double().mean()),
-                   "pairs_per_s": len(rows) / dt}
-            print(json.dumps(rec), flush=True)
-            fh.write(json.dumps(rec) + "\n")
+            pose_record(fh, rotation_error_deg(rot, truth), dt, snr=snr, aligner=name)

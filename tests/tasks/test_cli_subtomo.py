@@ -133,18 +133,15 @@ def test_align_with_the_posterior_aligner(dataset, tmp_path):
     assert np.all((conf >= 0) & (conf <= 1.0 + 1e-6))
 
 
-def test_average_with_the_posterior_aligner(dataset, tmp_path):
+
+def test_average_with_the_posterior_aligner_beats_random_poses(dataset, tmp_path):
     import json
 
-    root, star, *_ = dataset
     out = tmp_path / "avg_posterior"
-    # 16³ at 20 Å/voxel is averaged at the head's 32³ and 10 Å/voxel
-    assert main(["average", str(star), "--class", "1", "--out", str(out), "--aligner",
-                 "posterior", "--max-iterations", "2"]) == 0
-    m = read_mrc(out / "map.mrc")
-    assert m.data.shape == (32, 32, 32) and abs(m.voxel_size_angstrom - 10.0) < 1e-3
+    assert main(["average", str(dataset[1]), "--class", "1", "--aligner", "posterior",
+                 "--max-iterations", "2", "--out", str(out)]) == 0
     rec = json.loads(next(out.glob("average_run_*.json")).read_text())["config"]
+    # poses that mean something beat the same particles averaged at random poses (measured:
+    # 41.0 against 51.4 Å; the FFT search at 30° reaches 45.3 against 48.8 Å on these 6)
     res = rec["history"][-1]["res_halfmap_angstrom"]
-    # poses that mean something beat the same particles averaged at random poses
-    # (measured: 41.0 against 51.4 Å; the FFT search at 30° reaches 45.3 against 48.8 Å here)
     assert res < 0.9 * rec["res_random_pose_control_angstrom"], rec

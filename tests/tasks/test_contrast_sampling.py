@@ -312,10 +312,12 @@ def test_average_five_91_boxes():
     assert res.map.shape == (91, 91, 91)
 
 
-def test_average_learned_aligner_works_at_the_encoder_sampling(dark, tmp_path):
+@pytest.mark.parametrize("aligner", ["learned", "posterior"])
+def test_average_learned_aligners_work_at_the_model_sampling(dark, tmp_path, aligner):
     root, star, *_ = dark
-    out = tmp_path / "avg_learned"
+    out = tmp_path / f"avg_{aligner}"
+    # 16³ at 20 Å/voxel is averaged at the models' 32³ and 10 Å/voxel
     assert main(["average", str(star), "--class", "1", "--out", str(out), "--aligner",
-                 "learned", "--max-iterations", "1"]) == 0
+                 aligner, "--max-iterations", "2"]) == 0
     m = read_mrc(out / "map.mrc")
     assert m.data.shape == (32, 32, 32) and abs(m.voxel_size_angstrom - 10.0) < 1e-3

@@ -39,9 +39,9 @@ from cryoframe.bench.sub5_data import (
     load_sub5,
     snr_key,
 )
+from cryoframe.fourier import fsc as fsc_mod
 from cryoframe.io.mrc import write_mrc
 from cryoframe.models.pretrained import SHIPPED_CORRELATION_HEAD, load_correlation_head
-from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.tasks.average import average_subtomograms, soft_sphere_mask, weighted_average
 from cryoframe.tasks.posterior_align import AVERAGING_REFINE_START_DEG as REFINE_START_DEG
 from cryoframe.tasks.posterior_align import PosteriorAligner
@@ -87,8 +87,9 @@ def true_pose_resolution_angstrom(x, rotations, offsets_px, wedge, seed: int,
     halves = [perm[: n_part // 2], perm[n_part // 2:]]  # as average_subtomograms splits
     maps = [weighted_average(x[h], rotations[h].float(), offsets_px[h].float(), wedge,
                              regularisation=regularisation)[0] for h in halves]
-    freq, curve = fsc(maps[0], maps[1], mask=soft_sphere_mask(n, mask_radius_fraction * n))
-    return float(resolution_at(freq, curve, 0.143, VOXEL_ANGSTROM))
+    freq, curve = fsc_mod.fsc(maps[0], maps[1],
+                             mask=soft_sphere_mask(n, mask_radius_fraction * n))
+    return float(fsc_mod.resolution_at(freq, curve, 0.143, VOXEL_ANGSTROM))
 
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
