@@ -44,7 +44,9 @@ def fsc_command(
     half1: Path = typer.Argument(..., help="First half map (MRC)."),
     half2: Path = typer.Argument(..., help="Second half map (MRC)."),
     threshold: float = typer.Option(0.143, "--threshold", help="FSC threshold."),
-    mask: Path = typer.Option(None, "--mask", help="Mask (MRC) applied to both maps."),
+    mask: Path = typer.Option(
+        None, "--mask", help="Mask (MRC, values in [0, 1]) applied to both maps; the FSC is "
+        "corrected for it by phase randomisation."),
     pixel_size_angstrom: float = opt.pixel_size(help="Override the voxel size of the maps (Å)."),
     angpix: float = opt.pixel_size_alias("--angpix"),
     cfar_flag: bool = typer.Option(False, "--cfar", help="Also report cFAR."),
@@ -78,6 +80,9 @@ def fsc_command(
                 f"(Nyquist-limited, pixel {result['pixel_size_angstrom']:.3f} Å)")
     else:
         line = f"resolution at FSC = {threshold:g}: {res:.2f} Å"
+    if "phase_randomised_beyond_angstrom" in result:
+        line += (f"; masked FSC corrected for the mask by phase randomisation beyond "
+                 f"{result['phase_randomised_beyond_angstrom']:.1f} Å")
     if "cfar" in result:
         line += f"; cFAR = {result['cfar']:.3f}"
     line += f" (second map sign {result['sign_of_half2']:+d})"

@@ -9,6 +9,7 @@ import numpy as np
 from cryoframe._errors import InputError
 from cryoframe.fourier.contrast import map_contrast_relation, resolve_contrast
 from cryoframe.fourier.fsc import cfar, fsc, fsc_crossing
+from cryoframe.fourier.fsc_mask import masked_fsc_corrected
 from cryoframe.io.mrc import read_mrc
 
 
@@ -26,7 +27,9 @@ def half_map_fsc(
     threshold : float
         FSC threshold.
     mask : Path, optional
-        MRC mask applied to both maps.
+        MRC mask (values in [0, 1]) applied to both maps; the FSC is then corrected for the
+        mask by phase randomisation (:mod:`cryoframe.fourier.fsc_mask`), the uncorrected and
+        unmasked curves are returned beside it.
     pixel_size_angstrom : float, optional
         Override the header voxel size.
     with_cfar : bool
@@ -41,7 +44,8 @@ def half_map_fsc(
     -------
     dict
         ``resolution_angstrom``, ``nyquist_limited``, ``pixel_size_angstrom``, ``threshold``,
-        ``freq_per_angstrom``, ``fsc`` (lists) and ``cfar`` when requested.
+        ``freq_per_angstrom``, ``fsc`` (lists), ``cfar`` when requested and, with a mask,
+        ``fsc_masked_uncorrected``, ``fsc_unmasked`` and ``phase_randomised_beyond_angstrom``.
     """
     if not 0 < threshold < 1:
         raise InputError(f"invalid threshold {threshold}", field="--threshold",
@@ -64,12 +68,27 @@ def half_map_fsc(
         if mask_data.shape != m1.data.shape:
             raise InputError(f"mask shape {mask_data.shape} differs from maps {m1.data.shape}",
                              file=mask, field="data", expected=f"shape {m1.data.shape}")
+        lo, hi = float(np.min(mask_data)), float(np.max(mask_data))
+        if lo < -1e-3 or hi > 1 + 1e-3 or hi <= 0:
+            raise InputError(f"mask values in [{lo:.3g}, {hi:.3g}]", file=mask, field="data",
+                             expected="a mask with values in [0, 1], not all zero (a map "
+                             "given as --mask?)")
 
     rel = map_contrast_relation(m1.data, m2.data)
     _, sign, contrast_msg = resolve_contrast(rel, invert_reference=invert_reference,
                                              auto=auto_contrast, reference_name=str(half2))
     data2 = m2.data if sign == 1 else -np.asarray(m2.data, dtype=np.float32)
-    freq, curve = fsc(m1.data, data2, mask_data)
+    extra = {}
+    if mask_data is None:
+        freq, curve = fsc(m1.data, data2)
+    else:
+        mres = masked_fsc_corrected(m1.data, data2, mask_data)
+        freq, curve = mres.freq_cycles_per_px, mres.corrected
+        s_r = mres.randomised_from_shell
+        extra = {"fsc_masked_uncorrected": mres.masked.tolist(),
+                 "fsc_unmasked": mres.unmasked.tolist(),
+                 "phase_randomised_beyond_angstrom": (
+                     pix / float(freq[s_r]) if s_r > 0 else float("inf"))}
     f_cross, crossed = fsc_crossing(freq, curve, threshold)
     out = {
         "half1": str(half1),
@@ -84,6 +103,7 @@ def half_map_fsc(
         "contrast": contrast_msg,
         "contrast_correlation": rel.correlation,
         "sign_of_half2": sign,
+        **extra,
     }
     if with_cfar:
         res = cfar(m1.data, data2, threshold=threshold, mask=mask_data)
