@@ -8,7 +8,6 @@ import torch
 from cryoframe import InputError
 from cryoframe.fourier.fsc import fsc
 from cryoframe.fourier.fsc_mask import masked_fsc_corrected, randomise_phases_beyond
-from cryoframe.geometry.grids import fftfreq_grid
 
 N = 48
 
