@@ -80,9 +80,8 @@ def fsc_command(
                 f"(Nyquist-limited, pixel {result['pixel_size_angstrom']:.3f} Å)")
     else:
         line = f"resolution at FSC = {threshold:g}: {res:.2f} Å"
-    if "phase_randomised_beyond_angstrom" in result:
-        line += (f"; masked FSC corrected for the mask by phase randomisation beyond "
-                 f"{result['phase_randomised_beyond_angstrom']:.1f} Å")
+    if "fsc_masked_uncorrected" in result:
+        line += "; masked FSC corrected for the mask by phase randomisation"
     if "cfar" in result:
         line += f"; cFAR = {result['cfar']:.3f}"
     line += f" (second map sign {result['sign_of_half2']:+d})"

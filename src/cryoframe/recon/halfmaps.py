@@ -9,8 +9,8 @@ import numpy as np
 from cryoframe._errors import InputError
 from cryoframe.fourier.contrast import map_contrast_relation, resolve_contrast
 from cryoframe.fourier.fsc import cfar, fsc, fsc_crossing
-from cryoframe.fourier.fsc_mask import masked_fsc_corrected
 from cryoframe.io.mrc import read_mrc
+from cryoframe.recon.halves import masked_fsc_corrected
 
 
 def half_map_fsc(
@@ -28,8 +28,8 @@ def half_map_fsc(
         FSC threshold.
     mask : Path, optional
         MRC mask (values in [0, 1]) applied to both maps; the FSC is then corrected for the
-        mask by phase randomisation (:mod:`cryoframe.fourier.fsc_mask`), the uncorrected and
-        unmasked curves are returned beside it.
+        mask by phase randomisation (:func:`cryoframe.recon.halves.masked_fsc_corrected`), the
+        uncorrected and unmasked curves are returned beside it.
     pixel_size_angstrom : float, optional
         Override the header voxel size.
     with_cfar : bool
@@ -45,7 +45,7 @@ def half_map_fsc(
     dict
         ``resolution_angstrom``, ``nyquist_limited``, ``pixel_size_angstrom``, ``threshold``,
         ``freq_per_angstrom``, ``fsc`` (lists), ``cfar`` when requested and, with a mask,
-        ``fsc_masked_uncorrected``, ``fsc_unmasked`` and ``phase_randomised_beyond_angstrom``.
+        ``fsc_masked_uncorrected`` and ``fsc_unmasked``.
     """
     if not 0 < threshold < 1:
         raise InputError(f"invalid threshold {threshold}", field="--threshold",
@@ -79,16 +79,15 @@ def half_map_fsc(
                                              auto=auto_contrast, reference_name=str(half2))
     data2 = m2.data if sign == 1 else -np.asarray(m2.data, dtype=np.float32)
     extra = {}
-    if mask_data is None:
-        freq, curve = fsc(m1.data, data2)
-    else:
-        mres = masked_fsc_corrected(m1.data, data2, mask_data)
-        freq, curve = mres.freq_cycles_per_px, mres.corrected
-        s_r = mres.randomised_from_shell
-        extra = {"fsc_masked_uncorrected": mres.masked.tolist(),
-                 "fsc_unmasked": mres.unmasked.tolist(),
-                 "phase_randomised_beyond_angstrom": (
-                     pix / float(freq[s_r]) if s_r > 0 else float("inf"))}
+    freq, curve = fsc(m1.data, data2)
+    if mask_data is not None:
+        import torch
+
+        a, b, m = (torch.as_tensor(np.asarray(v, dtype=np.float32)) for v in
+                   (m1.data, data2, mask_data))
+        extra = {"fsc_masked_uncorrected": fsc(a, b, m)[1].tolist(),
+                 "fsc_unmasked": curve.tolist()}
+        curve = torch.as_tensor(masked_fsc_corrected(a, b, m, curve.numpy(), seed=0))
     f_cross, crossed = fsc_crossing(freq, curve, threshold)
     out = {
         "half1": str(half1),
