@@ -17,7 +17,7 @@ both in nm (Nyquist 2.0 nm), iterations and wall time. The half-map FSC only mea
 consistency: averaged at random poses, both halves still share the rotational average, so
 ``details`` also holds that random-pose control; the FSC against the ground truth measures
 correctness. ``details`` also holds the true-pose control: the same halves averaged at their true
-poses, the ceiling of any aligner on these particles.
+poses, what better poses can give on these particles.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def true_pose_resolution_angstrom(x, rotations, offsets_px, wedge, seed: int,
                                   mask_radius_fraction: float = 0.4,
                                   regularisation: float = 0.1) -> float:
     """Half-map FSC-0.143 resolution (Å) of the particles averaged at their true poses, with
-    the half split, mask and Wiener constant of :func:`average_subtomograms`: the best any
-    aligner can reach on these particles (the ceiling of the suite's resolution bars).
+    the half split, mask and Wiener constant of :func:`average_subtomograms`: what better poses
+    can give on these particles (an aligner can read higher only by fitting noise).
     """
     x = torch.as_tensor(x, dtype=torch.float32)
     n_part, n = x.shape[0], x.shape[-1]
