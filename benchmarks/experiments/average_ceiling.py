@@ -10,7 +10,9 @@ The 1,000 7P6Z subtomograms of sub5-average (same rows, same half split and mask
   Both halves are then aligned to one reference, so noise that resembles it is added coherently
   in both: its half-map FSC is inflated (measured 2.36 nm against 2.68 at the true poses), not a
   better map;
-* ``true_jitter{d}``: true rotations each turned by ``d`` degrees about a random axis.
+* ``true_jitter{d}``: true rotations each turned by ``d`` degrees about a random axis;
+* ``true_mask12px``: the true poses with a 12-voxel instead of the suite's 12.8-voxel FSC mask
+  (how fragile the 0.143 crossing is).
 
 Half-map FSC-0.143 resolution (nm) of each. Usage:
 ``python benchmarks/experiments/average_ceiling.py OUT.jsonl``.
@@ -48,9 +50,12 @@ with out.open("w") as fh:
             ax = ax / ax.norm(dim=1, keepdim=True)
             rows[f"true_jitter{d:g}"] = (
                 truth @ axis_angle_to_matrix(ax, torch.full((len(idx),), np.radians(d))), offsets)
+        rows["true_mask12px"] = (truth, offsets)
         for name, (r, t) in rows.items():
-            rec = {"snr": snr, "poses": name, "n": len(idx),
-                   "res_halfmap_nm": true_pose_resolution_angstrom(x, r, t, w, 0) / 10.0}
+            frac = 12.0 / 32 if name == "true_mask12px" else 0.4
+            rec = {"snr": snr, "poses": name, "n": len(idx), "mask_radius_px": frac * 32,
+                   "res_halfmap_nm": true_pose_resolution_angstrom(
+                       x, r, t, w, 0, mask_radius_fraction=frac) / 10.0}
             if name == "oracle_refine":
                 rec.update(rot_err_mean_deg=float(err.mean()),
                            rot_err_median_deg=float(err.median()),

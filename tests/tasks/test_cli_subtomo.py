@@ -74,6 +74,13 @@ def test_classify_and_cluster(dataset, tmp_path):
                  "--protocol", "svm"]) == 2
 
 
+def _pose_errors(star, rots, shifts):
+    """Rotation errors (degrees) and shift errors (voxels of the data) of a STAR's poses."""
+    r, t_angst = poses_from_particles(read_particles(star), pixel_size_angstrom=PX)
+    return (geodesic_distance_deg(r.float(), rots),
+            (t_angst.float() / PX - shifts).norm(dim=1))
+
+
 def test_align_writes_relion_poses(dataset, tmp_path):
     root, star, cls, rots, shifts = dataset
     sub = tmp_path / "one_class.star"
@@ -84,11 +91,9 @@ def test_align_writes_relion_poses(dataset, tmp_path):
     out = tmp_path / "aligned.star"
     assert main(["align", str(sub), "--reference", str(root / "ref.mrc"), "--out", str(out),
                  "--step-deg", "30"]) == 0
-    table = read_particles(out)
-    r, t_angst = poses_from_particles(table, pixel_size_angstrom=PX)
-    err = geodesic_distance_deg(r.float(), rots[cls == 0])
+    err, shift_err = _pose_errors(out, rots[cls == 0], shifts[cls == 0])
     assert float(err.median()) < 10.0, err
-    assert float((t_angst.float() / PX - shifts[cls == 0]).norm(dim=1).median()) < 1.0
+    assert float(shift_err.median()) < 1.0
 
 
 def test_average_writes_maps_star_and_fsc(dataset, tmp_path):
@@ -124,12 +129,10 @@ def test_align_with_the_posterior_aligner(dataset, tmp_path):
     # 16³ at 20 Å/voxel is resampled to the head's 32³ at 10 Å/voxel; poses come back in Å
     assert main(["align", str(sub), "--reference", str(root / "ref.mrc"), "--out", str(out),
                  "--aligner", "posterior"]) == 0
-    table = read_particles(out)
-    r, t_angst = poses_from_particles(table, pixel_size_angstrom=PX)
-    err = geodesic_distance_deg(r.float(), rots[cls == 0])
+    err, shift_err = _pose_errors(out, rots[cls == 0], shifts[cls == 0])
     assert float(err.median()) < 20.0, err  # a broken search is near 100°
-    assert float((t_angst.float() / PX - shifts[cls == 0]).norm(dim=1).median()) < 1.0
-    conf = table.particles["rlnMaxValueProbDistribution"].to_numpy()
+    assert float(shift_err.median()) < 1.0
+    conf = read_particles(out).particles["rlnMaxValueProbDistribution"].to_numpy()
     assert np.all((conf >= 0) & (conf <= 1.0 + 1e-6))
 
 

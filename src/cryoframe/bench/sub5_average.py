@@ -8,7 +8,8 @@ FSC-weighted references and stopping rule; only the aligner differs:
 * learned — the posterior aligner (:class:`cryoframe.tasks.posterior_align.PosteriorAligner`,
   global range, shipped correlation head trained on the 134 training classes, never on SUB5),
   then a local Fourier refinement from its pose (FFT aligner's full-band pattern search, first
-  step ``REFINE_START_DEG``): the coarse-to-fine of 000 §3.3, learned global, classical local;
+  step ``AVERAGING_REFINE_START_DEG``): the coarse-to-fine of 000 §3.3, learned global,
+  classical local;
 * reference (``ref_``) — :class:`FFTAligner`, 30° SO(3) grid + 4 refinement steps.
 
 Reported: FSC-0.143 resolution between the (rigidly registered) half maps inside a soft
@@ -39,12 +40,16 @@ from cryoframe.bench.sub5_data import (
     load_sub5,
     snr_key,
 )
-from cryoframe.fourier import fsc as fsc_mod
+from cryoframe.fourier.fsc import fsc, resolution_at
 from cryoframe.io.mrc import write_mrc
 from cryoframe.models.pretrained import SHIPPED_CORRELATION_HEAD, load_correlation_head
-from cryoframe.tasks.average import average_subtomograms, soft_sphere_mask, weighted_average
-from cryoframe.tasks.posterior_align import AVERAGING_REFINE_START_DEG as REFINE_START_DEG
-from cryoframe.tasks.posterior_align import PosteriorAligner
+from cryoframe.tasks.average import (
+    average_subtomograms,
+    half_sets,
+    soft_sphere_mask,
+    weighted_average,
+)
+from cryoframe.tasks.posterior_align import AVERAGING_REFINE_START_DEG, PosteriorAligner
 
 PAPER = {"paper_res_nm_snr0.1": 2.56, "paper_res_nm_snr0.05": 2.40, "paper_res_nm_snr0.03": 2.95,
          "paper_res_nm_snr0.01": 3.20, "label": "paper, on its own data (Table 3, ours; its "
@@ -60,8 +65,8 @@ def _plot(curves: dict, out_dir: Path) -> None:
 
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for i, (label, (freq, fsc)) in enumerate(curves.items()):
-        ax.plot(np.asarray(freq) / (VOXEL_ANGSTROM / 10.0), np.asarray(fsc),
+    for i, (label, (freq, curve)) in enumerate(curves.items()):
+        ax.plot(np.asarray(freq) / (VOXEL_ANGSTROM / 10.0), np.asarray(curve),
                 color=f"C{i // 2}", ls="-" if "learned" in label else "--", label=label)
     ax.axhline(0.143, color="k", lw=0.7, ls=":")
     ax.set_xlabel("spatial frequency (1/nm)")
@@ -83,13 +88,11 @@ def true_pose_resolution_angstrom(x, rotations, offsets_px, wedge, seed: int,
     """
     x = torch.as_tensor(x, dtype=torch.float32)
     n_part, n = x.shape[0], x.shape[-1]
-    perm = torch.randperm(n_part, generator=torch.Generator().manual_seed(seed))
-    halves = [perm[: n_part // 2], perm[n_part // 2:]]  # as average_subtomograms splits
+    _, halves = half_sets(n_part, torch.Generator().manual_seed(seed))
     maps = [weighted_average(x[h], rotations[h].float(), offsets_px[h].float(), wedge,
                              regularisation=regularisation)[0] for h in halves]
-    freq, curve = fsc_mod.fsc(maps[0], maps[1],
-                             mask=soft_sphere_mask(n, mask_radius_fraction * n))
-    return float(fsc_mod.resolution_at(freq, curve, 0.143, VOXEL_ANGSTROM))
+    freq, curve = fsc(maps[0], maps[1], mask=soft_sphere_mask(n, mask_radius_fraction * n))
+    return float(resolution_at(freq, curve, 0.143, VOXEL_ANGSTROM))
 
 
 def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
@@ -112,9 +115,9 @@ def run(quick: bool, out_dir: Path, seed: int) -> SuiteResult:
     wedge = wedge_mask((32, 32, 32))
     aligners = {"ref_": FFTAligner(step_deg=30.0, refine_steps=4, max_shift_px=4.0),
                 "": PosteriorAligner(load_correlation_head(), range_deg=180.0, max_shift_px=4.0,
-                                     refine_start_deg=REFINE_START_DEG)}
+                                     refine_start_deg=AVERAGING_REFINE_START_DEG)}
     enc_note = (f"posterior aligner, shipped correlation head ({SHIPPED_CORRELATION_HEAD}), then "
-                f"local Fourier refinement from {REFINE_START_DEG:g} degrees")
+                f"local Fourier refinement from {AVERAGING_REFINE_START_DEG:g} degrees")
     iters = 3 if quick else 5
     metrics: dict[str, float | None] = {}
     details: dict = {"snrs_in_this_process": list(snrs), "aligner": enc_note, "note": PAPER_NOTE, "n_particles": int(len(idx)),

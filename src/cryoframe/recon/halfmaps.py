@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cryoframe._errors import InputError
 from cryoframe.fourier.contrast import map_contrast_relation, resolve_contrast
@@ -81,8 +82,6 @@ def half_map_fsc(
     extra = {}
     freq, curve = fsc(m1.data, data2)
     if mask_data is not None:
-        import torch
-
         a, b, m = (torch.as_tensor(np.asarray(v, dtype=np.float32)) for v in
                    (m1.data, data2, mask_data))
         extra = {"fsc_masked_uncorrected": fsc(a, b, m)[1].tolist(),

@@ -55,6 +55,7 @@ __all__ = [
     "register_maps",
     "fsc_filter",
     "VolumeSource",
+    "half_sets",
 ]
 
 _DIMS = (-3, -2, -1)
@@ -300,6 +301,17 @@ def _load_checkpoint(path, fingerprint: list) -> dict | None:
     return state
 
 
+def half_sets(n_part: int, generator: torch.Generator) -> tuple[np.ndarray, list[Tensor]]:
+    """Random gold-standard split: `(N,)` half index (0 or 1) and each half's sorted rows.
+
+    ``average_subtomograms`` draws it first from a generator seeded with its ``seed``.
+    """
+    perm = torch.randperm(n_part, generator=generator)
+    half_index = np.zeros(n_part, dtype=int)
+    half_index[perm[n_part // 2:].numpy()] = 1
+    return half_index, [torch.as_tensor(np.flatnonzero(half_index == h)) for h in (0, 1)]
+
+
 def average_subtomograms(
     particles,
     aligner: Aligner,
@@ -384,10 +396,7 @@ def average_subtomograms(
         raise InputError(f"ground truth of shape {tuple(gt.shape)}", field="ground_truth",
                          expected=f"({n}, {n}, {n})")
     gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n_part, generator=gen)
-    half_index = np.zeros(n_part, dtype=int)
-    half_index[perm[n_part // 2:].numpy()] = 1
-    idx = [torch.as_tensor(np.flatnonzero(half_index == h)) for h in (0, 1)]
+    half_index, idx = half_sets(n_part, gen)
     sphere = soft_sphere_mask(n, mask_radius_fraction * n)
     refs = [_initial_reference(src, i.numpy(), init, gen, initial_lowpass_cycles_per_px,
                                chunk) * sphere for i in idx]

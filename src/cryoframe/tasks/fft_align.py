@@ -53,16 +53,21 @@ class AlignResult:
     seconds: float = 0.0    #: wall time of the search
 
 
+def _low_frequency_index(m: int, n: int) -> Tensor:
+    """`(m,)` indices, along a full (fftfreq-ordered) axis of ``n``, of the ``m`` lowest
+    frequencies: non-negative 0..(m-1)//2 and negative -m//2..-1, for odd and even ``m`` alike
+    (an even block keeps its Nyquist plane on the negative side).
+    """
+    return torch.cat([torch.arange((m + 1) // 2), torch.arange(n - m // 2, n)])
+
+
 def _crop_rfft(spec: Tensor, m: int) -> Tensor:
     """Keep the `(m, m, m // 2 + 1)` low-frequency block of `(..., n, n, n // 2 + 1)` spectra."""
     n = spec.shape[-3]
     if m == n:
         return spec
-    h = m // 2
-    # non-negative frequencies 0..(m-1)//2 and negative ones -h..-1: m indices for odd and
-    # even m alike (an even crop keeps its Nyquist plane on the negative side).
-    idx = torch.cat([torch.arange((m + 1) // 2), torch.arange(n - h, n)])
-    return spec.index_select(-3, idx).index_select(-2, idx)[..., : h + 1]
+    idx = _low_frequency_index(m, n)
+    return spec.index_select(-3, idx).index_select(-2, idx)[..., : m // 2 + 1]
 
 
 def _rfft_weights(n: int, m: int) -> Tensor:

@@ -71,6 +71,7 @@ from cryoframe.tasks.fft_align import (
     AlignResult,
     FFTAligner,
     _crop_rfft,
+    _low_frequency_index,
     _rfft_weights,
     _signed_index,
 )
@@ -122,10 +123,9 @@ def _pad_rfft(spec: Tensor, c: int) -> Tensor:
     m = spec.shape[-3]
     if c == m:
         return spec
-    h = m // 2
-    idx = torch.cat([torch.arange((m + 1) // 2), torch.arange(c - h, c)])
+    idx, kx = _low_frequency_index(m, c), torch.arange(m // 2 + 1)
     out = spec.new_zeros(*spec.shape[:-3], c, c, c // 2 + 1)
-    out[..., idx[:, None, None], idx[None, :, None], torch.arange(h + 1)[None, None, :]] = spec
+    out[..., idx[:, None, None], idx[None, :, None], kx[None, None, :]] = spec
     return out
 
 
