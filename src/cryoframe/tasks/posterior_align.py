@@ -493,7 +493,8 @@ class PosteriorAligner:
             pp = p[s0:s0 + per]
             rr = r if r.shape[0] == 1 else r[s0:s0 + per]
             terms = self.pair_terms(pp, rr, particle_mask, reference_mask)
-            rot, sh, cf = self.search(terms)
+            # the refinement finds its own translation: skip the posterior's final lattice
+            rot, sh, cf = self.search(terms, final_translation=self.refiner is None)
             if self.refiner is not None:
                 ref = self.refiner.align_to_reference(pp, rr[0] if rr.shape[0] == 1 else rr,
                                                       particle_mask, reference_mask,
@@ -505,10 +506,12 @@ class PosteriorAligner:
         return AlignResult(torch.cat(rots), torch.cat(shifts), torch.cat(conf),
                            time.perf_counter() - t0)
 
-    def search(self, t: PairTerms) -> tuple[Tensor, Tensor, Tensor]:
+    def search(self, t: PairTerms, final_translation: bool = True
+               ) -> tuple[Tensor, Tensor, Tensor]:
         """Coarse-to-fine posterior: rotation (chordal mean) `(B, 3, 3)`, translation
         (posterior mean) `(B, 3)` and confidence (resultant length of the coarse rotation
-        posterior) `(B,)`.
+        posterior) `(B,)`. Without ``final_translation`` the translation is the fine stage's
+        estimate (the half-voxel lattice of step 3 is skipped).
         """
         b = t.p_ft.shape[0]
         ar = torch.arange(b)
@@ -540,6 +543,8 @@ class PosteriorAligner:
             if k > 1:
                 k, tk = 1, t
         rot = centres[:, 0]
+        if not final_translation:
+            return rot, shift0[:, 0], conf
         q = torch.softmax(self.translation_logits(t, rot, fine, shift0[:, 0]), -1)
         shift = shift0[:, 0] + q @ FINAL_SHIFTS
         return rot, shift, conf
